@@ -1,0 +1,86 @@
+"""The contract every learning algorithm in octo fulfils.
+
+An algorithm is a plain ``nn.Module`` that owns its network and knows its *local* losses. It never touches
+optimisers or Lightning: ``octo.training.module.LocalLearningModule`` does the stepping, so every algorithm gets
+manual optimisation, schedules, logging and checkpoints the same way.
+
+Terms
+-----
+block
+    A trainable unit with its own local loss (an FF layer, an OctopusNet arm, a coordinator, a whole BP network).
+    Each block gets its own optimiser or its own parameter group; no parameter may belong to two blocks.
+phase
+    One pass over the training set inside an epoch. Most algorithms have one (``"train"``); OctopusNet trains its
+    arms in an ``"ff"`` pass and then its coordinator in a ``"coordinator"`` pass, as the published code does.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class LocalAlgorithm(nn.Module, ABC):
+    """Base class: blocks with local losses, and a predict method."""
+
+    #: passes over the training data per epoch, in order
+    phases: tuple[str, ...] = ("train",)
+    #: validation metric used for model selection (checkpoint "best") and its direction
+    monitor: tuple[str, str] = ("acc", "max")
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+
+    # --- what is trained -------------------------------------------------------------------------------------
+    @abstractmethod
+    def blocks(self) -> dict[str, nn.Module]:
+        """Ordered name -> module of the trainable units; parameters must be disjoint."""
+
+    def phase_blocks(self, phase: str) -> list[str]:
+        """Blocks that may step during ``phase`` (the coordinator schedule narrows this further)."""
+        return list(self.blocks())
+
+    def optim_overrides(self) -> dict[str, dict]:
+        """Per-block optimiser settings (e.g. ``{"coordinator": {"lr": 1e-3}}``) merged over the global ones."""
+        return {}
+
+    # --- how it learns ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
+        """One scalar loss per *active* block.
+
+        Locality contract: the loss of block ``b`` has a gradient only with respect to ``b``'s parameters
+        (inputs are detached at block boundaries). ``tests/test_locality.py`` checks this for every algorithm.
+        """
+
+    def after_step(self, phase: str, active: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Called after the optimisers stepped (e.g. to refresh cached state)."""
+
+    # --- how it is evaluated ---------------------------------------------------------------------------------
+    @abstractmethod
+    def predict(self, x: Tensor) -> Tensor:
+        """Class scores ``[B, num_classes]`` (argmax = prediction). Called under ``torch.no_grad``."""
+
+    def block_metrics(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Optional per-block evaluation metrics (scalars, summed/averaged over a batch by the caller)."""
+        return {}
+
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Metrics of one evaluation batch (0-dim tensors, averaged over batches weighted by size).
+
+        Keys without ``/`` are model-level (``acc``); ``<block>/<metric>`` keys are per block.
+        """
+        return {"acc": self.accuracy(x, y), **self.block_metrics(x, y)}
+
+    def describe(self) -> dict:
+        """Switches and settings worth recording in ``metrics.json`` (e.g. faithful vs corrected behaviour)."""
+        return {}
+
+    @torch.no_grad()
+    def accuracy(self, x: Tensor, y: Tensor) -> Tensor:
+        """Fraction of correct predictions, as a 0-dim tensor (no host sync)."""
+        return (self.predict(x).argmax(dim=1) == y).float().mean()

@@ -1,0 +1,103 @@
+"""Supervised Forward-Forward (Hinton 2022) on an MLP, spec ff.md.
+
+Each layer is a block with its own loss: positives are images with the true label overlaid, negatives the same
+images with a wrong label; a layer learns to give positives goodness above theta and negatives below. Layer inputs
+are detached, so no gradient crosses a layer. Prediction overlays every candidate label and picks the one with the
+highest goodness summed over layers, in one batched pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from octo.algorithms.base import LocalAlgorithm
+from octo.algorithms.goodness import GOODNESS, ff_loss, goodness
+from octo.encodings.negatives import WRONG_LABEL_MODES, hardest_wrong_labels, wrong_labels
+from octo.encodings.onehot import onehot_all_labels, onehot_overlay
+from octo.nn.mlp import MLP
+from octo.utils.errors import check_choice
+
+
+class FF(LocalAlgorithm):
+    """Forward-Forward with Hinton's one-hot label overlay.
+
+    Args:
+        model: the MLP whose layers are trained.
+        threshold: theta (per unit with ``goodness="mean"``, the reference's 2.0).
+        goodness: ``mean`` (reference code) or ``sum`` (paper); scale theta accordingly.
+        neg_label: ``uniform`` wrong label (never the true one; default), ``shuffle`` (the reference's batch
+            permutation, ~10 % of negatives carry the true label - use only to reproduce its numbers) or
+            ``hardest`` (the wrong label the current model scores highest).
+        predict_skip_first: leave the first layer out of the prediction goodness (paper) or not (reference).
+        label_value: value written at the label pixel; None = max of the batch (reference).
+    """
+
+    def __init__(self, model: MLP, num_classes: int, threshold: float = 2.0, goodness: str = "mean",
+                 neg_label: str = "uniform", predict_skip_first: bool = False,
+                 label_value: float | None = None) -> None:
+        super().__init__(num_classes)
+        check_choice("algorithm.goodness", goodness, GOODNESS)
+        check_choice("algorithm.neg_label", neg_label, WRONG_LABEL_MODES)
+        if predict_skip_first and len(model.layers) < 2:
+            from octo.utils.errors import ConfigError
+
+            raise ConfigError("algorithm.predict_skip_first=true needs at least 2 layers")
+        self.model = model
+        self.threshold = float(threshold)
+        self.goodness_reduction = goodness
+        self.neg_label = neg_label
+        self.predict_skip_first = predict_skip_first
+        self.label_value = label_value
+
+    def blocks(self) -> dict[str, nn.Module]:
+        return {f"layer{i}": layer for i, layer in enumerate(self.model.layers)}
+
+    def _negative_labels(self, x: Tensor, y: Tensor) -> Tensor:
+        if self.neg_label == "hardest":
+            with torch.no_grad():
+                return hardest_wrong_labels(self.predict(x), y)
+        return wrong_labels(y, self.num_classes, self.neg_label)
+
+    def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
+        names = list(self.blocks())
+        last = max((names.index(a) for a in active), default=-1)
+        pos = onehot_overlay(x, y, self.num_classes, self.label_value)
+        neg = onehot_overlay(x, self._negative_labels(x, y), self.num_classes, self.label_value)
+        h = self.model.flatten(torch.cat([pos, neg]))
+        b = x.shape[0]
+        losses = {}
+        for i, layer in enumerate(self.model.layers[: last + 1]):
+            # detach: layer i learns only from its own loss; frozen layers below run without a graph
+            with torch.set_grad_enabled(names[i] in active and torch.is_grad_enabled()):
+                h = layer(h.detach())
+            if names[i] in active:
+                g = goodness(h, self.goodness_reduction)
+                losses[names[i]] = ff_loss(g[:b], g[b:], self.threshold)
+        return losses
+
+    def layer_goodness(self, x: Tensor) -> Tensor:
+        """``[L, B, C]``: goodness of every layer for every sample with every candidate label, in one pass."""
+        b = x.shape[0]
+        hs = self.model(onehot_all_labels(x, self.num_classes, self.label_value))
+        return torch.stack([goodness(h, self.goodness_reduction).view(self.num_classes, b).T for h in hs])
+
+    def predict(self, x: Tensor) -> Tensor:
+        g = self.layer_goodness(x)
+        return g[1:].sum(0) if self.predict_skip_first else g.sum(0)
+
+    def block_metrics(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Per layer: accuracy of that layer's goodness alone, and mean goodness separation (true - wrong)."""
+        g = self.layer_goodness(x)
+        true = torch.nn.functional.one_hot(y, self.num_classes).bool()
+        out = {}
+        for i, gl in enumerate(g):
+            out[f"layer{i}/acc"] = (gl.argmax(1) == y).float().mean()
+            out[f"layer{i}/separation"] = gl[true].mean() - gl[~true].mean()
+        return out
+
+    def describe(self) -> dict:
+        return {"threshold": self.threshold, "goodness": self.goodness_reduction, "neg_label": self.neg_label,
+                "predict_skip_first": self.predict_skip_first, "label_value": self.label_value}

@@ -1,0 +1,261 @@
+"""Sweep tables: mean ± sd over seeds per configuration, as Markdown, plus runs.csv and a figure.
+
+Every cell says its spread (sample sd, ddof=1) and its n (finished runs), and failed or incomplete runs
+stay visible: counted in the cell, listed in ``runs.csv`` (conventions.md section 5).
+
+Command line::
+
+    octo-tables results/runs/<sweep> [--out results/<sweep>] [--metric test/acc] [--keys k1 k2]
+    octo-tables --all [results/runs]          # every sweep folder below, into results/<sweep>/
+    python -m octo.analysis.tables ...        # the same
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from octo.analysis.collect import (STATUS_INCOMPLETE, STATUS_OK, collect, find_job_dirs, format_value,
+                                   sort_rows)
+
+SPREAD = "sd"  # the spread every table and figure reports: the sample standard deviation over seeds
+
+
+def default_keys(df: pd.DataFrame) -> list[str]:
+    """The override keys that really vary across the runs of ``df``, ``seed`` excluded.
+
+    Override keys set to one value in every job (a fixed ``trainer.max_epochs=5`` on the sweep command, say)
+    would only add constant columns; :func:`fixed_overrides` reports them in the caption instead.
+    """
+    keys = [k for k in df.attrs.get("override_keys", []) if k != "seed" and k in df.columns]
+    return [k for k in keys if df[k].map(format_value).nunique() > 1]
+
+
+def fixed_overrides(df: pd.DataFrame, keys: Sequence[str]) -> dict[str, Any]:
+    """Override keys (not in ``keys``, not ``seed``) that have one value across all runs, with that value."""
+    out = {}
+    for k in df.attrs.get("override_keys", []):
+        if k != "seed" and k not in keys and k in df.columns and df[k].map(format_value).nunique() == 1:
+            out[k] = df[k].iloc[0]
+    return out
+
+
+def summarize(df: pd.DataFrame, keys: Sequence[str] | None = None, metric: str = "test/acc",
+              scale: float = 100.0, decimals: int = 2) -> pd.DataFrame:
+    """One row per configuration (unique values of ``keys``): ``metric`` × ``scale`` over its seeds.
+
+    Columns: the ``keys``, ``mean``, ``sd`` (sample sd, ddof=1; NaN for n=1), ``n`` (ok runs with a value),
+    ``n_failed`` (any status other than ok/incomplete), ``n_incomplete``, ``n_missing`` (ok runs without
+    the metric) and ``cell``, e.g. ``"52.41 ± 0.37 (n=3)"``, ``"52.41 (n=1)"``, ``"60.50 ± 0.71 (n=2; 1
+    failed)"``, ``"failed (n_failed=2)"`` or ``"incomplete"``. ``keys=None`` uses :func:`default_keys`.
+    Rows are sorted by the keys. ``attrs`` keeps metric, scale, keys and provenance for
+    :func:`render_markdown`.
+
+    Raises:
+        ValueError: a key is not a column of ``df``, or ``metric`` is absent although some runs finished.
+    """
+    keys = list(default_keys(df) if keys is None else keys)
+    missing = [k for k in keys if k not in df.columns]
+    if missing:
+        raise ValueError(f"key(s) {', '.join(missing)} not in the runs; columns are: {', '.join(df.columns)}")
+    status = df["status"].astype(str) if "status" in df.columns else pd.Series(STATUS_OK, index=df.index)
+    if metric not in df.columns and (status == STATUS_OK).any():
+        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+        raise ValueError(f"metric {metric!r} not in the runs; numeric columns are: {', '.join(numeric)}")
+
+    values = pd.to_numeric(df[metric], errors="coerce") * scale if metric in df.columns else np.nan
+    ok = status == STATUS_OK
+    work = pd.DataFrame({
+        "_v": pd.Series(values, index=df.index).where(ok),
+        "_failed": ~ok & (status != STATUS_INCOMPLETE),
+        "_incomplete": status == STATUS_INCOMPLETE,
+        "_missing": ok & pd.Series(values, index=df.index).isna(),
+    }, index=df.index)
+    # No keys: the whole sweep is one group (groupby needs something to group by).
+    by = [df[k] for k in keys] if keys else [pd.Series(0, index=df.index)]
+    stats = work.groupby(by, dropna=False, sort=False).agg(
+        mean=("_v", "mean"), sd=("_v", "std"), n=("_v", "count"), n_failed=("_failed", "sum"),
+        n_incomplete=("_incomplete", "sum"), n_missing=("_missing", "sum"))
+    stats = stats.reset_index(drop=not keys)
+    stats = sort_rows(stats, keys)
+    for col in ("n", "n_failed", "n_incomplete", "n_missing"):
+        stats[col] = stats[col].astype(int)
+    stats["cell"] = [format_cell(r.mean, r.sd, r.n, r.n_failed, r.n_incomplete, r.n_missing, decimals)
+                     for r in stats.itertuples()]
+    stats.attrs = {"metric": metric, "scale": scale, "keys": keys, "fixed": fixed_overrides(df, keys),
+                   "provenance": provenance(df)}
+    return stats
+
+
+def format_cell(mean: float, sd: float, n: int, n_failed: int = 0, n_incomplete: int = 0, n_missing: int = 0,
+                decimals: int = 2) -> str:
+    """``"52.41 ± 0.37 (n=3)"``; failed / incomplete / metric-less runs are appended after a ``;``."""
+    extra = [f"{c} {what}" for c, what in ((n_failed, "failed"), (n_incomplete, "incomplete"),
+                                           (n_missing, "without metric")) if c]
+    if n >= 1:
+        spread = f" ± {sd:.{decimals}f}" if n >= 2 else ""
+        return f"{mean:.{decimals}f}{spread} (n={n}{'; ' + ', '.join(extra) if extra else ''})"
+    if n_failed:
+        return f"failed (n_failed={n_failed}{'; ' + ', '.join(extra[1:]) if extra[1:] else ''})"
+    if n_missing:
+        return f"no value (n_ok={n_missing}{'; ' + ', '.join(extra[:-1]) if extra[:-1] else ''})"
+    return "incomplete"
+
+
+def provenance(df: pd.DataFrame) -> dict[str, list]:
+    """Distinct devices, commits, epochs, seeds and run statuses seen in ``df`` (sorted)."""
+    def seen(col: str) -> list:
+        if col not in df.columns:
+            return []
+        return sorted({format_value(v) for v in df[col].dropna()})
+
+    statuses = df["status"].value_counts() if "status" in df.columns else pd.Series(dtype=int)
+    return {"devices": seen("device"), "commits": seen("commit"), "epochs": seen("epochs"),
+            "seeds": sorted(seen("seed"), key=lambda s: (len(s), s)),
+            "runs": [f"{int(n)} {s}" for s, n in sorted(statuses.items())]}
+
+
+def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | str | None = None,
+                    best: str | None = "auto") -> str:
+    """A Markdown table of ``summary`` (from :func:`summarize`) with a caption and a provenance line.
+
+    The caption names the metric, the spread (sd, ddof=1) and n per row; the provenance line lists the
+    devices, commits, epochs and seeds seen. ``best`` = ``"max"``/``"min"`` bolds the best mean, ``"auto"``
+    picks ``"max"`` for accuracies and nothing otherwise. ``notes`` are appended as extra lines.
+    """
+    attrs = summary.attrs
+    metric, scale, keys = attrs.get("metric", "metric"), attrs.get("scale", 1.0), attrs.get("keys", [])
+    unit = " (%)" if scale == 100.0 else ""
+    table = pd.DataFrame({k: summary[k].map(format_value) for k in keys}, index=summary.index)
+    cells = summary["cell"].copy()
+    if best == "auto":
+        best = "max" if "acc" in metric else None
+    if best and (summary["n"] > 0).sum() > 1:
+        target = summary["mean"].max() if best == "max" else summary["mean"].min()
+        cells[summary["mean"] == target] = "**" + cells[summary["mean"] == target] + "**"
+    table[f"{metric}{unit}"] = cells
+
+    n = summary.loc[summary["n"] > 0, "n"]
+    n_text = "no finished runs" if n.empty else (f"n = {n.min()}" if n.min() == n.max()
+                                                 else f"n = {n.min()}-{n.max()}")
+    caption = (f"{metric}{' in %' if unit else ''}: mean ± {SPREAD} over seeds ({SPREAD} = sample standard "
+               f"deviation, ddof=1; none for n=1); {n_text} finished runs per row. Failed and incomplete runs "
+               f"are not averaged; they are counted in the cells.")
+    lines = [f"## {title}", "", table.to_markdown(index=False, disable_numparse=True), "", caption, ""]
+    prov = attrs.get("provenance", {})
+    if prov:
+        parts = [f"{name}: {', '.join(map(str, prov[name])) or 'unknown'}"
+                 for name in ("devices", "commits", "epochs", "seeds", "runs") if name in prov]
+        lines += ["Provenance: " + "; ".join(parts) + ".", ""]
+    if attrs.get("fixed"):
+        lines += ["Fixed overrides: " + ", ".join(f"{k}={format_value(v)}" for k, v in attrs["fixed"].items())
+                  + ".", ""]
+    for note in [notes] if isinstance(notes, str) else (notes or []):
+        lines += [note, ""]
+    return "\n".join(lines)
+
+
+def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str = "test/acc",
+                        keys: Sequence[str] | None = None) -> dict[str, Path]:
+    """Collect the sweep and write ``runs.csv``, ``table.md``, ``figure.png`` and ``figure.pdf``.
+
+    ``runs.csv`` has every run (failed and incomplete too), columns in :func:`collect`'s order, rows sorted.
+    Returns ``{"runs": ..., "table": ..., "figure": ..., "figure_pdf": ...}``.
+    """
+    from octo.analysis.plots import sweep_figure  # seaborn takes a second to import: only load it here
+
+    out_dir = Path(out_dir)
+    df = collect(sweep_dir)
+    keys = default_keys(df) if keys is None else list(keys)
+    summary = summarize(df, keys, metric)
+    names = df["sweep_name"].dropna().unique() if "sweep_name" in df.columns else []
+    title = str(names[0]) if len(names) == 1 else Path(sweep_dir).resolve().name
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"runs": out_dir / "runs.csv", "table": out_dir / "table.md", "figure": out_dir / "figure.png",
+             "figure_pdf": out_dir / "figure.pdf"}
+    _write_text_atomic(paths["runs"], df.to_csv(index=False))
+    _write_text_atomic(paths["table"], render_markdown(summary, title, [f"Runs: {paths['runs'].name}; "
+                                                                       f"sweep folder: {sweep_dir}."]))
+    sweep_figure(df, keys, metric, paths["figure"], title=title)
+    sweep_figure(df, keys, metric, paths["figure_pdf"], title=title)
+    return paths
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` via a temporary file and ``os.replace``: a reader never sees half a table."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="octo-tables", description="Tables and figures (mean ± sd over seeds) "
+                                "from a sweep folder of runs.")
+    p.add_argument("sweep_dir", nargs="?", help="sweep folder holding the job folders")
+    p.add_argument("--out", help="output folder (default results/<sweep folder name>); with --all, the "
+                   "folder that receives one sub-folder per sweep (default results)")
+    p.add_argument("--metric", default="test/acc", help="metric column to tabulate (default test/acc)")
+    p.add_argument("--keys", nargs="+", help="config keys to group by (default: the varied overrides, no seed)")
+    p.add_argument("--all", nargs="?", const="results/runs", dest="runs_root", metavar="RUNS_ROOT",
+                   help="process every sweep folder in RUNS_ROOT (default results/runs)")
+    return p
+
+
+def _report(sweep: Path, paths: dict[str, Path]) -> str:
+    """One line about what was written for ``sweep``."""
+    return f"{sweep}: wrote {', '.join(str(p) for p in paths.values())}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``octo-tables``; returns the exit code (0 ok, 2 bad input, 1 a sweep of --all failed)."""
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="octo-tables: %(levelname)s: %(message)s")
+
+    def fail(message: str) -> int:
+        print(f"octo-tables: error: {message}", file=sys.stderr)
+        return 2
+
+    if (args.sweep_dir is None) == (args.runs_root is None):
+        return fail("give either SWEEP_DIR or --all [RUNS_ROOT], not both or neither")
+    if args.sweep_dir is not None:
+        sweep = Path(args.sweep_dir)
+        out = Path(args.out) if args.out else Path("results") / sweep.resolve().name
+        try:
+            print(_report(sweep, write_sweep_outputs(sweep, out, args.metric, args.keys)))
+        except (FileNotFoundError, ValueError) as err:
+            return fail(str(err))
+        return 0
+
+    root = Path(args.runs_root)
+    if not root.is_dir():
+        return fail(f"runs folder not found: {root}")
+    sweeps = [d for d in sorted(root.iterdir()) if d.is_dir() and find_job_dirs(d)]
+    if not sweeps:
+        return fail(f"no sweep folders with runs in {root}")
+    out_root, code = Path(args.out) if args.out else Path("results"), 0
+    for sweep in sweeps:
+        try:
+            print(_report(sweep, write_sweep_outputs(sweep, out_root / sweep.name, args.metric, args.keys)))
+        except (FileNotFoundError, ValueError) as err:  # one bad sweep must not stop the others
+            print(f"octo-tables: error: {sweep}: {err}", file=sys.stderr)
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation beyond accuracy: locality checks, resilience, specialization."""

@@ -1,0 +1,1 @@
+"""Building blocks: plain ``nn.Module`` networks with no losses and no optimisers."""

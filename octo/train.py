@@ -1,0 +1,155 @@
+"""Train one configuration, or a whole sweep with ``-m``: ``python -m octo.train [group=option ...] [key=value ...]``.
+
+A job writes into its own folder: the resolved config (``.hydra/``), checkpoints (``checkpoints/best.ckpt``,
+``checkpoints/last.ckpt``), logger output, and at the very end ``metrics.json`` (atomically). A job whose folder
+already holds a finished ``metrics.json`` is skipped, and one with only ``last.ckpt`` resumes from it, so re-running
+a sweep never redoes or overwrites finished work.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from octo.training.loggers import build_loggers, finish_wandb, log_summary
+from octo.training.module import LocalLearningModule
+from octo.utils.errors import ConfigError, DivergenceError, OctoError
+from octo.utils.files import read_json, write_json_atomic
+from octo.utils.provenance import device_name, git_commit, versions
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # called outside @hydra.main (tests compose configs themselves)
+        return False
+
+
+def _instantiate(node: DictConfig, what: str, **kwargs):
+    """instantiate, turning Hydra's wrapped errors into one ConfigError line naming the config group."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, OctoError):
+            raise cause from None
+        raise ConfigError(f"cannot build {what}: {cause or err}") from None
+
+
+def build(cfg: DictConfig):
+    """Everything a run needs, built before any training so that bad config values fail fast."""
+    datamodule = _instantiate(cfg.dataset, "dataset")
+    model = _instantiate(cfg.model, "model")
+    algorithm = _instantiate(cfg.algorithm, "algorithm", model=model, num_classes=cfg.dataset.num_classes)
+    schedule = _instantiate(cfg.coordinator, "coordinator")
+    optimizer = _instantiate(cfg.optimizer, "optimizer")
+    scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+    module = LocalLearningModule(algorithm, schedule, optimizer, scheduler, grad_clip=cfg.grad_clip,
+                                 finite_check_every=cfg.finite_check_every)
+    datamodule.train_passes = len(algorithm.phases)
+    return datamodule, module
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train, select on validation, test once, write metrics.json; returns the metrics."""
+    out = Path(cfg.paths.output_dir)
+    metrics_path = out / "metrics.json"
+    previous = read_json(metrics_path)
+    if previous and cfg.skip_done and (previous.get("status") == "ok" or not cfg.retry_failed):
+        print(f"octo: skipping finished job ({previous.get('status')}): {metrics_path}")
+        return previous
+
+    t0 = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, module = build(cfg)
+    loggers = build_loggers(cfg.get("logger"))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+
+    ckpt_dir = out / "checkpoints"
+    key, mode = module.algorithm.monitor
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{key}", mode=mode, save_top_k=1,
+                              save_on_train_epoch_end=False)
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                              every_n_epochs=cfg.checkpoint_every_n_epochs)
+    trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=[best_cb, last_cb],
+                           default_root_dir=str(out))
+    resume = ckpt_dir / "last.ckpt"
+    metrics = {"status": "ok", "failure": None, "seed": cfg.seed, "commit": git_commit(),
+               "versions": versions(), "resumed_from": str(resume) if resume.exists() else None,
+               "algorithm": {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **module.algorithm.describe()},
+               "dataset": cfg.dataset.name, "sweep_name": cfg.sweep_name}
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
+        best = best_cb.best_model_path or None
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        metrics.update({k: float(v) for k, v in tested.items() if k.count("/") == 1})
+        metrics.update({
+            "test/acc": tested.get("test/acc"),
+            f"val/{key}_best": float(best_cb.best_model_score) if best_cb.best_model_score is not None else None,
+            "selected_checkpoint": best or "last weights (no validation ran)",
+            "blocks": _block_metrics(tested),
+        })
+    except DivergenceError as err:
+        metrics.update({"status": "failed", "failure": str(err), "test/acc": None, f"val/{key}_best": None})
+    metrics.update({
+        "epochs": trainer.current_epoch, "wall_time_s": time.perf_counter() - t0,
+        "train_images_per_s": module.train_images_per_second(), "device": device_name(module.device),
+    })
+    write_json_atomic(metrics_path, metrics)
+    try:
+        log_summary(loggers, metrics)
+    finally:
+        finish_wandb(loggers)
+    _report(metrics, out)
+    if metrics["status"] == "failed" and not _is_multirun():
+        raise DivergenceError(metrics["failure"])
+    return metrics
+
+
+def _block_metrics(tested: dict) -> dict:
+    """``test/layer0/acc`` -> ``{"layer0": {"acc": ...}}``."""
+    blocks: dict[str, dict] = {}
+    for key, value in tested.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "test":
+            blocks.setdefault(parts[1], {})[parts[2]] = float(value)
+    return blocks
+
+
+def _report(metrics: dict, out: Path) -> None:
+    if metrics["status"] == "ok":
+        tests = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/") and v is not None)
+        vals = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val/") and v is not None)
+        print(f"octo: {tests} (model selected on validation: {vals or 'no validation ran'}); "
+              f"{metrics['train_images_per_s']:.0f} train images/s on {metrics['device']}")
+    else:
+        print(f"octo: run FAILED: {metrics['failure']}")
+    print(f"octo: results in {out} (metrics.json, checkpoints/, .hydra/config.yaml)")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns test accuracy (used by Hydra sweepers)."""
+    try:
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+        return run(cfg).get("test/acc")
+    except OctoError as err:
+        print(f"octo: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Lightning-side training: the one LightningModule, layer-training schedules, loggers and callbacks."""

@@ -1,0 +1,170 @@
+"""The one LightningModule of octo: manual optimisation of local losses, block by block.
+
+Every Lightning detail lives here. Algorithms (``octo.algorithms``) only say which blocks exist and what each
+block's loss is; this class owns optimisers, schedulers, stepping, logging, divergence checks and throughput.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from octo.algorithms.base import LocalAlgorithm
+from octo.training.schedules import Schedule
+from octo.utils.errors import DivergenceError
+
+
+class LocalLearningModule(L.LightningModule):
+    """Trains a :class:`LocalAlgorithm` with manual optimisation.
+
+    Args:
+        algorithm: blocks + local losses + predict.
+        schedule: which blocks step when, and the optimiser layout (joint param groups or one per block).
+        optimizer: factory ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``).
+        scheduler: optional factory ``optimizer -> LRScheduler``, stepped once per epoch.
+        grad_clip: optional max gradient norm, applied per block (a global clip would couple the blocks).
+        finite_check_every: check for NaN/inf losses every this many batches (one host sync each time) and at
+            every epoch end; a non-finite loss raises :class:`DivergenceError`.
+    """
+
+    def __init__(self, algorithm: LocalAlgorithm, schedule: Schedule, optimizer: Callable,
+                 scheduler: Callable | None = None, grad_clip: float | None = None,
+                 finite_check_every: int = 50) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.algorithm = algorithm
+        self.schedule = schedule
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.grad_clip = grad_clip
+        self.finite_check_every = max(1, int(finite_check_every))
+        self.block_names = list(algorithm.blocks())
+        # our own counters: trainer.global_step counts every optimiser step (Lightning #17958), so with
+        # per-block optimisers it is multiplied by the number of blocks
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long), persistent=True)
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        self._epoch_t0: float | None = None
+        self._nonfinite = None  # device flag, read only every finite_check_every batches
+        self._steps_since_check = 0
+
+    # --- optimisers ----------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        blocks = self.algorithm.blocks()
+        overrides = self.algorithm.optim_overrides()
+        groups = [{"params": [p for p in m.parameters() if p.requires_grad], "name": n, **overrides.get(n, {})}
+                  for n, m in blocks.items()]
+        groups = [g for g in groups if g["params"]]
+        if self.schedule.optimizer_layout == "joint":
+            optimizers = [self.optimizer_factory(groups)]
+            self._opt_of = {g["name"]: 0 for g in groups}
+        else:
+            optimizers = [self.optimizer_factory([g]) for g in groups]
+            self._opt_of = {g["name"]: i for i, g in enumerate(groups)}
+        if self.scheduler_factory is None:
+            return optimizers
+        return optimizers, [self.scheduler_factory(o) for o in optimizers]
+
+    def _optimizers(self) -> list:
+        opts = self.optimizers()
+        return opts if isinstance(opts, list) else [opts]
+
+    # --- training --------------------------------------------------------------------------------------------
+    def active_blocks(self, phase: str) -> list[str]:
+        candidates = [b for b in self.algorithm.phase_blocks(phase) if b in self._opt_of]
+        return self.schedule.active(candidates, self.current_epoch, self.trainer.max_epochs)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        x, y, pass_idx = batch
+        phase = self.algorithm.phases[pass_idx]
+        active = self.active_blocks(phase)
+        opts = self._optimizers()
+        losses = self.algorithm.local_losses(x, y, phase, active)
+        if self.schedule.optimizer_layout == "joint":
+            # one backward of the sum: each parameter gets gradient from its own block's loss only (detached
+            # block inputs), so this equals stepping the blocks one by one. Blocks without loss keep grad=None
+            # and Adam/SGD skip them.
+            opt = opts[0]
+            opt.zero_grad(set_to_none=True)
+            if losses:
+                self.manual_backward(torch.stack(list(losses.values())).sum())
+                self._clip(opt)
+                opt.step()
+        else:
+            for name, loss in losses.items():
+                opt = opts[self._opt_of[name]]
+                opt.zero_grad(set_to_none=True)
+                self.manual_backward(loss)
+                self._clip(opt)
+                opt.step()
+        self.algorithm.after_step(phase, active)
+        self._track(losses, phase, x.shape[0])
+
+    def _clip(self, opt) -> None:
+        if self.grad_clip:
+            for group in opt.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], self.grad_clip)
+
+    def _track(self, losses: dict[str, Tensor], phase: str, n: int) -> None:
+        self.batches_seen += 1
+        self.images_seen += n
+        for name, loss in losses.items():
+            self.log(f"train/loss/{name}", loss.detach(), on_step=False, on_epoch=True, batch_size=n)
+        if losses:
+            bad = ~torch.isfinite(torch.stack([v.detach() for v in losses.values()])).all()
+            self._nonfinite = bad if self._nonfinite is None else (self._nonfinite | bad)
+        self._steps_since_check += 1
+        if self._steps_since_check >= self.finite_check_every:
+            self._check_finite()
+
+    def _check_finite(self) -> None:
+        if self._nonfinite is not None and bool(self._nonfinite):
+            raise DivergenceError(
+                f"non-finite local loss at epoch {self.current_epoch}; lower the learning rate or threshold "
+                f"(the run is recorded as failed)")
+        self._nonfinite = None
+        self._steps_since_check = 0
+
+    def on_train_epoch_start(self) -> None:
+        self._sync()
+        self._epoch_t0 = time.perf_counter()
+
+    def _stop_clock(self) -> None:
+        if self._epoch_t0 is not None:
+            self._sync()
+            self.train_seconds += time.perf_counter() - self._epoch_t0
+            self._epoch_t0 = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._stop_clock()  # validation inside a training epoch does not count as training time
+
+    def on_train_epoch_end(self) -> None:
+        self._stop_clock()
+        self._check_finite()
+        scheds = self.lr_schedulers()
+        for s in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
+            s.step()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # --- evaluation ------------------------------------------------------------------------------------------
+    def _evaluate(self, batch, stage: str) -> None:
+        x, y = batch[0], batch[1]
+        n = x.shape[0]
+        for k, v in self.algorithm.evaluate(x, y).items():
+            self.log(f"{stage}/{k}", v, on_epoch=True, batch_size=n, prog_bar=k == self.algorithm.monitor[0])
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def train_images_per_second(self) -> float:
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else float("nan")

@@ -1,0 +1,52 @@
+"""Shared test setup: offline W&B, the offline data copies, and composed configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+# CI and developers keep the offline copies in ../shared/data; OCTO_DATA overrides
+DATA = Path(os.environ.get("OCTO_DATA", REPO.parent / "shared" / "data"))
+os.environ["OCTO_ROOT"] = str(REPO)
+
+
+def mnist_available() -> bool:
+    return (DATA / "mnist" / "train-images-idx3-ubyte.gz").exists()
+
+
+needs_mnist = pytest.mark.skipif(not mnist_available(), reason=f"MNIST copy not found under {DATA}")
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose(overrides) -> DictConfig with paths pointed into tmp_path, as @hydra.main would build it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    def _compose(overrides=(), out: Path | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        out = out or tmp_path / "run"
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(out)
+            cfg.hydra.runtime.cwd = str(REPO)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
+            cfg.paths.data_dir = str(DATA)
+            cfg.paths.cache_dir = str(tmp_path / "cache")
+        del cfg["hydra"]
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,206 @@
+"""octo.analysis on hand-built sweep folders: collect -> summarize -> table.md / runs.csv / figure.png / CLI.
+
+The golden numbers are computed by hand in the comments, not by the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from octo.analysis.collect import collect, parse_scalar
+from octo.analysis.tables import format_cell, main, summarize, write_sweep_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_job(job: Path, overrides: dict, sweep_name: str, metrics: dict | None) -> None:
+    """One Hydra job folder: .hydra/config.yaml, .hydra/overrides.yaml and (unless None) metrics.json."""
+    seed = overrides.get("seed", 0)
+    config = {
+        "seed": seed, "sweep_name": sweep_name, "dataset": {"name": "mnist"},
+        "algorithm": {"_target_": "octo.algorithms.ff.ForwardForward", "threshold": 2.0, "norm": True},
+        "model": {"width": 64}, "trainer": {"max_epochs": 2},
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},  # unresolvable outside Hydra: must not fail
+    }
+    for key, value in overrides.items():  # apply the dotted overrides to the nested config
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([f"{k}={json.dumps(v)}" for k, v in overrides.items()]))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def metrics(acc: float | None, seed: int, failure: str | None = None) -> dict:
+    """A metrics.json as the training code writes it (failed when ``failure`` is given)."""
+    return {
+        "status": "failed" if failure else "ok", "failure": failure, "test/acc": acc,
+        "val/acc_best": None if acc is None else acc + 0.01, "epochs": 2, "wall_time_s": 12.5,
+        "train_images_per_s": 3000.0, "seed": seed, "device": "CPU (x86_64, 2 cores)", "commit": "abc1234567",
+        "versions": {"python": "3.11.7", "torch": "2.4.0"},
+        "blocks": {"b0": {"acc": 0.4, "goodness_gap": 1.5}, "b1": {"acc": 0.45, "goodness_gap": 2.0}},
+        "algorithm": {"peer_norm": True}, "extra": {"note": "fake"},
+    }
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    """Two sweeps below ``tmp_path/runs``: ``ff_threshold`` (1 key) and ``ablation`` (2 keys)."""
+    root = tmp_path / "runs"
+    # ff_threshold: threshold 1.0 x 3 seeds ok; threshold 2.0 x 3 seeds with seed 2 failed;
+    # threshold 3.0 seed 0 interrupted (no metrics.json), one level deeper. trainer.max_epochs is fixed.
+    sweep, job = root / "ff_threshold", 0
+    accs = {1.0: [0.521, 0.524, 0.527], 2.0: [0.600, 0.610, None]}
+    for threshold, values in accs.items():
+        for seed, acc in enumerate(values):
+            over = {"algorithm.threshold": threshold, "seed": seed, "trainer.max_epochs": 2}
+            failure = None if acc is not None else "DivergenceError: loss is NaN at epoch 1"
+            make_job(sweep / str(job), over, "ff_threshold", metrics(acc, seed, failure))
+            job += 1
+    make_job(sweep / "late" / "10", {"algorithm.threshold": 3.0, "seed": 0, "trainer.max_epochs": 2},
+             "ff_threshold", None)
+    # ablation: model.width x algorithm.norm; (128, true) failed twice; two configs have one seed.
+    sweep = root / "ablation"
+    cases = [(64, True, 0, 0.70), (64, True, 1, 0.72), (64, False, 0, 0.655),
+             (128, True, 0, None), (128, True, 1, None), (128, False, 0, 0.80)]
+    for i, (width, norm, seed, acc) in enumerate(cases):
+        make_job(sweep / str(i), {"model.width": width, "algorithm.norm": norm, "seed": seed}, "ablation",
+                 metrics(acc, seed, None if acc is not None else "RuntimeError: CUDA out of memory"))
+    return root
+
+
+def test_parse_scalar() -> None:
+    assert parse_scalar("1e-3") == 0.001 and parse_scalar("2") == 2 and parse_scalar("2.5") == 2.5
+    assert parse_scalar("true") is True and parse_scalar("null") is None and parse_scalar("mnist") == "mnist"
+    assert parse_scalar("[1, 2]") == "[1, 2]" and parse_scalar("nan") == "nan"
+
+
+def test_collect_rows_columns_statuses(runs_root: Path) -> None:
+    df = collect(runs_root / "ff_threshold")
+    assert len(df) == 7
+    assert df["status"].value_counts().to_dict() == {"ok": 5, "failed": 1, "incomplete": 1}
+    assert list(df.columns[:4]) == ["run_dir", "status", "algorithm.threshold", "trainer.max_epochs"]
+    assert df.attrs["override_keys"] == ["algorithm.threshold", "seed", "trainer.max_epochs"]
+    for col in ["test/acc", "val/acc_best", "blocks.b0.acc", "blocks.b1.goodness_gap", "algorithm.peer_norm",
+                "seed", "device", "commit", "epochs", "wall_time_s", "dataset.name", "sweep_name", "failure"]:
+        assert col in df.columns, col
+    assert set(df["algorithm._target_"]) == {"ForwardForward"} and set(df["dataset.name"]) == {"mnist"}
+    # Sorted by the varied key, then the seed; the incomplete job is found two levels down.
+    assert list(zip(df["algorithm.threshold"], df["seed"])) == [
+        (1.0, 0), (1.0, 1), (1.0, 2), (2.0, 0), (2.0, 1), (2.0, 2), (3.0, 0)]
+    last = df.iloc[-1]
+    assert last["run_dir"] == "late/10" and last["status"] == "incomplete" and math.isnan(last["test/acc"])
+    failed = df[df["status"] == "failed"].iloc[0]
+    assert failed["failure"].startswith("DivergenceError") and failed["run_dir"] == "5"
+    assert df.loc[0, "test/acc"] == pytest.approx(0.521) and df.loc[0, "blocks.b1.acc"] == pytest.approx(0.45)
+
+
+def test_collect_missing_or_empty(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        collect(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no runs"):
+        collect(tmp_path / "empty")
+
+
+def test_summarize_golden_numbers(runs_root: Path) -> None:
+    summary = summarize(collect(runs_root / "ff_threshold"))
+    # The fixed trainer.max_epochs=2 and the seed are not grouping keys.
+    assert summary.attrs["keys"] == ["algorithm.threshold"]
+    assert summary.attrs["fixed"] == {"trainer.max_epochs": 2}
+    assert list(summary["algorithm.threshold"]) == [1.0, 2.0, 3.0]
+    # threshold 1.0: 52.1, 52.4, 52.7 -> mean 52.4; deviations -0.3, 0, 0.3 -> sd sqrt(0.18 / 2) = 0.3.
+    # threshold 2.0: 60.0, 61.0 -> mean 60.5; sd sqrt((0.25 + 0.25) / 1) = sqrt(0.5) = 0.7071.
+    assert summary["mean"].iloc[0] == pytest.approx(52.4) and summary["sd"].iloc[0] == pytest.approx(0.3)
+    assert summary["mean"].iloc[1] == pytest.approx(60.5) and summary["sd"].iloc[1] == pytest.approx(0.5 ** 0.5)
+    assert math.isnan(summary["mean"].iloc[2]) and math.isnan(summary["sd"].iloc[2])
+    assert list(summary["n"]) == [3, 2, 0]
+    assert list(summary["n_failed"]) == [0, 1, 0] and list(summary["n_incomplete"]) == [0, 0, 1]
+    assert list(summary["cell"]) == ["52.40 ± 0.30 (n=3)", "60.50 ± 0.71 (n=2; 1 failed)", "incomplete"]
+
+
+def test_summarize_two_keys_single_seed_and_all_failed(runs_root: Path) -> None:
+    summary = summarize(collect(runs_root / "ablation"))
+    assert summary.attrs["keys"] == ["model.width", "algorithm.norm"]
+    rows = {(w, bool(nm)): c for w, nm, c in zip(summary["model.width"], summary["algorithm.norm"],
+                                                   summary["cell"])}
+    # (64, true): 70, 72 -> mean 71, sd sqrt(2) = 1.414; n=1 shows no spread; all-failed shows "failed".
+    assert rows == {(64, False): "65.50 (n=1)", (64, True): "71.00 ± 1.41 (n=2)",
+                    (128, False): "80.00 (n=1)", (128, True): "failed (n_failed=2)"}
+    assert math.isnan(summary.loc[summary["cell"] == "65.50 (n=1)", "sd"].iloc[0])
+    with pytest.raises(ValueError, match="nokey"):
+        summarize(collect(runs_root / "ablation"), keys=["nokey"])
+
+
+def test_format_cell() -> None:
+    assert format_cell(52.4111, 0.3666, 3) == "52.41 ± 0.37 (n=3)"
+    assert format_cell(52.4111, float("nan"), 1) == "52.41 (n=1)"
+    assert format_cell(float("nan"), float("nan"), 0, n_failed=2) == "failed (n_failed=2)"
+    assert format_cell(float("nan"), float("nan"), 0, n_failed=1, n_incomplete=1) == "failed (n_failed=1; 1 incomplete)"
+    assert format_cell(float("nan"), float("nan"), 0, n_incomplete=3) == "incomplete"
+
+
+def test_write_sweep_outputs(runs_root: Path, tmp_path: Path) -> None:
+    sweep = runs_root / "ff_threshold"
+    paths = write_sweep_outputs(sweep, tmp_path / "out")
+    table = paths["table"].read_text()
+    assert table.startswith("## ff_threshold")
+    assert "52.40 ± 0.30 (n=3)" in table and "**60.50 ± 0.71 (n=2; 1 failed)**" in table  # best is bold
+    assert "incomplete" in table and "failed" in table
+    assert "mean ± sd" in table and "n = 2-3" in table and "test/acc in %" in table
+    assert "CPU (x86_64, 2 cores)" in table and "abc1234567" in table and "epochs: 2" in table
+    assert "trainer.max_epochs=2" in table
+    # runs.csv keeps every run (failed and incomplete too) and round-trips.
+    df = collect(sweep)
+    back = pd.read_csv(paths["runs"])
+    assert list(back.columns) == list(df.columns) and len(back) == 7
+    assert list(back["status"]) == list(df["status"]) and list(back["run_dir"]) == list(df["run_dir"])
+    pd.testing.assert_series_equal(back["test/acc"], df["test/acc"])
+    pd.testing.assert_series_equal(back["algorithm.threshold"], df["algorithm.threshold"])
+    for key in ("figure", "figure_pdf"):
+        assert paths[key].stat().st_size > 1000
+    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_when_all_runs_failed(tmp_path: Path) -> None:
+    sweep = tmp_path / "dead"
+    for seed in range(2):
+        make_job(sweep / str(seed), {"seed": seed}, "dead", metrics(None, seed, "DivergenceError: NaN"))
+    paths = write_sweep_outputs(sweep, tmp_path / "out")
+    assert paths["figure"].stat().st_size > 1000
+    assert "failed (n_failed=2)" in paths["table"].read_text()
+
+
+def test_cli_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "no_such_sweep"
+    assert main([str(missing)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and len(err.splitlines()) == 1
+    # The module form works too (and exits non-zero with the same one line).
+    proc = subprocess.run([sys.executable, "-m", "octo.analysis.tables", str(missing)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and str(missing) in proc.stderr
+
+
+def test_cli_all_processes_every_sweep(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "results"
+    assert main(["--all", str(runs_root), "--out", str(out)]) == 0
+    for name in ("ablation", "ff_threshold"):
+        for file in ("runs.csv", "table.md", "figure.png"):
+            assert (out / name / file).stat().st_size > 0, (name, file)
+    assert "71.00 ± 1.41 (n=2)" in (out / "ablation" / "table.md").read_text()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["--all", str(tmp_path / "nope")]) != 0

@@ -1,0 +1,111 @@
+"""Golden values for every local rule and label encoding (one tiny fixed input, hand-computed truth)."""
+
+import math
+
+import pytest
+import torch
+
+from octo.algorithms.goodness import ff_loss, goodness
+from octo.encodings.fourier import fourier_overlay, fourier_patterns
+from octo.encodings.negatives import hardest_wrong_labels, hybrid_images, smooth_masks, wrong_labels
+from octo.encodings.onehot import onehot_all_labels, onehot_overlay
+from octo.nn.mlp import length_normalize
+
+
+def test_goodness_mean_and_sum():
+    h = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert torch.allclose(goodness(h, "mean"), torch.tensor([2.5, 12.5]))
+    assert torch.allclose(goodness(h, "sum"), torch.tensor([5.0, 25.0]))
+
+
+def test_ff_loss_golden():
+    # mean over [theta - g+, g- - theta] = softplus(-1) and softplus(1) -> their mean
+    loss = ff_loss(torch.tensor([3.0, 1.0]), torch.tensor([1.0, 3.0]), 2.0)
+    expected = 0.5 * (math.log1p(math.exp(-1)) + math.log1p(math.exp(1)))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    # at the midpoint the loss is ln 2 per value
+    assert ff_loss(torch.tensor([2.0]), torch.tensor([2.0]), 2.0).item() == pytest.approx(math.log(2), abs=1e-6)
+    # softplus does not overflow where log(1 + exp(.)) would
+    assert torch.isfinite(ff_loss(torch.tensor([-1e4]), torch.tensor([1e4]), 0.0))
+
+
+def test_length_normalize_golden():
+    x = torch.tensor([[3.0, 4.0]])
+    assert torch.allclose(length_normalize(x), torch.tensor([[3.0, 4.0]]) / (5.0 + 1e-4))
+
+
+def test_onehot_overlay_golden():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    out = onehot_overlay(x, torch.tensor([2]), num_classes=3)
+    # first 3 pixels zeroed, pixel 2 set to the batch max (11), everything else untouched
+    assert out.flatten().tolist() == [0, 0, 11, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert x.flatten()[0] == 0 and x.flatten()[2] == 2  # input not modified
+    fixed = onehot_overlay(x, torch.tensor([0]), num_classes=3, label_value=5.0)
+    assert fixed.flatten()[:3].tolist() == [5, 0, 0]
+
+
+def test_onehot_all_labels_is_label_major():
+    x = torch.arange(8.0).view(2, 4) + 10
+    out = onehot_all_labels(x, num_classes=2)
+    assert out.shape == (4, 4)
+    assert out[:, :2].tolist() == [[17, 0], [17, 0], [0, 17], [0, 17]]
+
+
+def test_fourier_patterns_golden():
+    p = fourier_patterns(10, 5, 5).double()
+    row0 = torch.tensor([0.5, 1.0, 0.5, 0.0, 0.5], dtype=torch.float64)  # sin over 0..2pi, min-max scaled
+    assert torch.allclose(p[0], row0.expand(5, 5), atol=1e-6)       # class 0: 0 degrees, f = 1 -> varies along x
+    assert torch.allclose(p[2], row0.view(5, 1).expand(5, 5), atol=1e-6)  # class 2: 90 degrees -> along y
+    p7 = fourier_patterns(10, 7, 7).double()
+    row4 = torch.tensor([0.5, 1.0, 0.0, 0.5, 1.0, 0.0, 0.5], dtype=torch.float64)  # class 4: 0 degrees, f = 2
+    assert torch.allclose(p7[4], row4.expand(7, 7), atol=1e-6)
+    # class 1 (45 degrees) is symmetric under transposition and constant along anti-diagonals' direction
+    assert torch.allclose(p[1], p[1].T, atol=1e-6)
+    assert p.min() >= 0 and p.max() <= 1
+
+
+def test_fourier_covers_more_than_12_classes():
+    p = fourier_patterns(100, 32, 32)
+    assert p.shape == (100, 32, 32)
+    # classes 12+ continue the rule (new frequencies): no two of the first 20 patterns coincide
+    flat = p[:20].flatten(1)
+    d = torch.cdist(flat, flat) + torch.eye(20) * 1e3
+    assert d.min() > 1.0
+
+
+def test_fourier_overlay_golden():
+    x = torch.ones(1, 3, 5, 5)
+    out = fourier_overlay(x, torch.tensor([0]), 10, strength=0.5)
+    expected = 0.5 + 0.5 * fourier_patterns(10, 5, 5)[0]
+    assert torch.allclose(out[0, 1], expected)
+
+
+def test_wrong_labels_never_true_and_uniform():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (20000,), generator=g)
+    neg = wrong_labels(y, 10, "uniform", generator=g)
+    assert not (neg == y).any()
+    counts = torch.bincount((neg - y) % 10, minlength=10)
+    assert counts[0] == 0 and counts[1:].min() > 1900  # offsets 1..9 about equally likely
+    shuffled = wrong_labels(y, 10, "shuffle", generator=g)
+    assert sorted(shuffled.tolist()) == sorted(y.tolist())  # a permutation: may hit the true label
+
+
+def test_hardest_wrong_label():
+    scores = torch.tensor([[5.0, 4.0, 1.0], [0.0, 1.0, 3.0]])
+    assert hardest_wrong_labels(scores, torch.tensor([0, 2])).tolist() == [1, 1]
+    sampled = hardest_wrong_labels(scores.repeat(50, 1), torch.tensor([0, 2]).repeat(50), sample=True)
+    assert not (sampled.view(50, 2) == torch.tensor([0, 2])).any()
+
+
+def test_smooth_masks_and_hybrids():
+    g = torch.Generator().manual_seed(0)
+    masks = smooth_masks(4, 28, 28, generator=g)
+    assert masks.shape == (4, 1, 28, 28) and masks.dtype == torch.bool
+    assert not torch.equal(masks[0], masks[1])  # a fresh mask per negative
+    # blurring makes large connected regions: neighbouring pixels agree far more often than chance
+    agree = (masks[..., 1:] == masks[..., :-1]).float().mean()
+    assert agree > 0.8
+    a, b = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    m = torch.tensor([[[[True, False], [False, True]]]])
+    assert hybrid_images(a, m, partner=b).flatten().tolist() == [0, 1, 1, 0]
