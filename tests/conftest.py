@@ -45,7 +45,7 @@ def compose_cfg(tmp_path):
             cfg.paths.output_dir = str(out)
             cfg.paths.data_dir = str(DATA)
             cfg.paths.cache_dir = str(tmp_path / "cache")
-        del cfg["hydra"]
+            del cfg["hydra"]
         return cfg
 
     yield _compose

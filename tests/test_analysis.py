@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +126,8 @@ def test_summarize_golden_numbers(runs_root: Path) -> None:
     # threshold 1.0: 52.1, 52.4, 52.7 -> mean 52.4; deviations -0.3, 0, 0.3 -> sd sqrt(0.18 / 2) = 0.3.
     # threshold 2.0: 60.0, 61.0 -> mean 60.5; sd sqrt((0.25 + 0.25) / 1) = sqrt(0.5) = 0.7071.
     assert summary["mean"].iloc[0] == pytest.approx(52.4) and summary["sd"].iloc[0] == pytest.approx(0.3)
-    assert summary["mean"].iloc[1] == pytest.approx(60.5) and summary["sd"].iloc[1] == pytest.approx(0.5 ** 0.5)
+    assert summary["mean"].iloc[1] == pytest.approx(60.5)
+    assert summary["sd"].iloc[1] == pytest.approx(0.5 ** 0.5)
     assert math.isnan(summary["mean"].iloc[2]) and math.isnan(summary["sd"].iloc[2])
     assert list(summary["n"]) == [3, 2, 0]
     assert list(summary["n_failed"]) == [0, 1, 0] and list(summary["n_incomplete"]) == [0, 0, 1]
@@ -149,7 +151,9 @@ def test_format_cell() -> None:
     assert format_cell(52.4111, 0.3666, 3) == "52.41 ± 0.37 (n=3)"
     assert format_cell(52.4111, float("nan"), 1) == "52.41 (n=1)"
     assert format_cell(float("nan"), float("nan"), 0, n_failed=2) == "failed (n_failed=2)"
-    assert format_cell(float("nan"), float("nan"), 0, n_failed=1, n_incomplete=1) == "failed (n_failed=1; 1 incomplete)"
+    nan = float("nan")
+    assert format_cell(nan, nan, 0, n_failed=1, n_incomplete=1) == "failed (n_failed=1; 1 incomplete)"
+    assert format_cell(60.5, 0.70711, 2, n_failed=1) == "60.50 ± 0.71 (n=2; 1 failed)"
     assert format_cell(float("nan"), float("nan"), 0, n_incomplete=3) == "incomplete"
 
 
@@ -190,12 +194,14 @@ def test_cli_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = capsys.readouterr().err.strip()
     assert str(missing) in err and len(err.splitlines()) == 1
     # The module form works too (and exits non-zero with the same one line).
-    proc = subprocess.run([sys.executable, "-m", "octo.analysis.tables", str(missing)], cwd=ROOT,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "octo.analysis.tables", str(missing)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and str(missing) in proc.stderr
 
 
-def test_cli_all_processes_every_sweep(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_all_processes_every_sweep(runs_root: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "results"
     assert main(["--all", str(runs_root), "--out", str(out)]) == 0
     for name in ("ablation", "ff_threshold"):

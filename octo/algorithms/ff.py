@@ -18,7 +18,7 @@ from octo.algorithms.goodness import GOODNESS, ff_loss, goodness
 from octo.encodings.negatives import WRONG_LABEL_MODES, hardest_wrong_labels, wrong_labels
 from octo.encodings.onehot import onehot_all_labels, onehot_overlay
 from octo.nn.mlp import MLP
-from octo.utils.errors import check_choice
+from octo.utils.errors import ConfigError, check_choice, check_positive
 
 
 class FF(LocalAlgorithm):
@@ -33,17 +33,17 @@ class FF(LocalAlgorithm):
             ``hardest`` (the wrong label the current model scores highest).
         predict_skip_first: leave the first layer out of the prediction goodness (paper) or not (reference).
         label_value: value written at the label pixel; None = max of the batch (reference).
+        lr: learning rate of every layer, overriding ``optimizer.lr`` (FF layers want far larger steps than a
+            backprop network: 0.03 in the reference code); None keeps ``optimizer.lr``.
     """
 
     def __init__(self, model: MLP, num_classes: int, threshold: float = 2.0, goodness: str = "mean",
                  neg_label: str = "uniform", predict_skip_first: bool = False,
-                 label_value: float | None = None) -> None:
+                 label_value: float | None = None, lr: float | None = None) -> None:
         super().__init__(num_classes)
         check_choice("algorithm.goodness", goodness, GOODNESS)
         check_choice("algorithm.neg_label", neg_label, WRONG_LABEL_MODES)
         if predict_skip_first and len(model.layers) < 2:
-            from octo.utils.errors import ConfigError
-
             raise ConfigError("algorithm.predict_skip_first=true needs at least 2 layers")
         self.model = model
         self.threshold = float(threshold)
@@ -51,9 +51,15 @@ class FF(LocalAlgorithm):
         self.neg_label = neg_label
         self.predict_skip_first = predict_skip_first
         self.label_value = label_value
+        if lr is not None:
+            check_positive("algorithm.lr", lr)
+        self.lr = lr
 
     def blocks(self) -> dict[str, nn.Module]:
         return {f"layer{i}": layer for i, layer in enumerate(self.model.layers)}
+
+    def optim_overrides(self) -> dict[str, dict]:
+        return {name: {"lr": self.lr} for name in self.blocks()} if self.lr is not None else {}
 
     def _negative_labels(self, x: Tensor, y: Tensor) -> Tensor:
         if self.neg_label == "hardest":
@@ -100,4 +106,4 @@ class FF(LocalAlgorithm):
 
     def describe(self) -> dict:
         return {"threshold": self.threshold, "goodness": self.goodness_reduction, "neg_label": self.neg_label,
-                "predict_skip_first": self.predict_skip_first, "label_value": self.label_value}
+                "predict_skip_first": self.predict_skip_first, "label_value": self.label_value, "lr": self.lr}

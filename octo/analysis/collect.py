@@ -73,7 +73,7 @@ def collect(sweep_dir: str | Path, config_keys: Sequence[str] = DEFAULT_CONFIG_K
         raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
     jobs = find_job_dirs(sweep_dir)
     if not jobs:
-        raise FileNotFoundError(f"no runs in {sweep_dir} (no */metrics.json or */.hydra/config.yaml below it)")
+        raise FileNotFoundError(f"no runs in {sweep_dir} (no metrics.json or .hydra/config.yaml below it)")
 
     rows, override_keys = [], []
     for job in jobs:
@@ -104,10 +104,9 @@ def _job_row(job: Path, sweep_dir: Path, config_keys: Sequence[str]) -> tuple[di
     if metrics is None:
         row["status"] = STATUS_INCOMPLETE
     else:
-        # A job that wrote metrics.json without a status predates the field: it ended, so it is "ok".
-        row["status"] = metrics.get("status") or STATUS_OK
         row.update(flatten(metrics))
-        row["status"] = str(row["status"])
+        # A job that wrote metrics.json without a status predates the field: it ended, so it is "ok".
+        row["status"] = str(metrics.get("status") or STATUS_OK)
     # Config values fill gaps only: metrics.json describes what really ran (the seed, for one).
     for key, value in config.items():
         row.setdefault(key, value)
@@ -117,7 +116,10 @@ def _job_row(job: Path, sweep_dir: Path, config_keys: Sequence[str]) -> tuple[di
 
 
 def flatten(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics.json`` flattened with dots: ``{"blocks": {"b0": {"acc": x}}}`` -> ``{"blocks.b0.acc": x}``."""
+    """``metrics.json`` flattened with dots: ``{"blocks": {"b0": {"acc": x}}}`` -> ``{"blocks.b0.acc": x}``.
+
+    Empty sub-dicts (``"blocks": {}``) give no column; lists stay as one cell.
+    """
     records = pd.json_normalize(metrics, sep=".").to_dict("records")
     return records[0] if records else {}
 

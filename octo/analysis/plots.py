@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from octo.analysis.collect import STATUS_FAILED, STATUS_INCOMPLETE, STATUS_OK, format_value, value_key
+from octo.analysis.collect import STATUS_INCOMPLETE, STATUS_OK, format_value, value_key
 
 _VALUE, _HUE = "__value__", "__hue__"
 
@@ -39,7 +39,9 @@ def sweep_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, path: str |
                                                                                                index=df.index)
     done = df[(status == STATUS_OK) & values.notna()].copy()
     done[_VALUE] = values[done.index] * scale
-    counts = f"{(status == STATUS_FAILED).sum()} failed, {(status == STATUS_INCOMPLETE).sum()} incomplete"
+    failed = (status != STATUS_OK) & (status != STATUS_INCOMPLETE)  # any other status ("failed", ...) failed
+    n_failed, n_incomplete = int(failed.sum()), int((status == STATUS_INCOMPLETE).sum())
+    counts = ", ".join(f"{c} {what}" for c, what in ((n_failed, "failed"), (n_incomplete, "incomplete")) if c)
     ylabel = f"{metric} (%)" if scale == 100.0 else metric
     title = title or _sweep_name(df)
 
@@ -49,7 +51,8 @@ def sweep_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, path: str |
             fig = Figure(figsize=(4.0, 3.0))
             FigureCanvasAgg(fig)
             ax = fig.add_subplot()
-            ax.text(0.5, 0.5, f"no finished runs\n({counts})", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"no finished runs\n({counts or 'no runs'})", ha="center", va="center",
+                    transform=ax.transAxes)
             ax.set_axis_off()
             ax.set_title(f"{title}\n{ylabel}")
         else:
@@ -58,7 +61,8 @@ def sweep_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, path: str |
     return path
 
 
-def _draw(df: pd.DataFrame, done: pd.DataFrame, keys: list[str], ylabel: str, title: str, counts: str) -> Figure:
+def _draw(df: pd.DataFrame, done: pd.DataFrame, keys: list[str], ylabel: str, title: str,
+          counts: str) -> Figure:
     """The point plot of the finished runs ``done``; categories come from all runs in ``df``."""
     if keys:
         x = keys[0]
@@ -91,7 +95,15 @@ def _draw(df: pd.DataFrame, done: pd.DataFrame, keys: list[str], ylabel: str, ti
                       ax=ax)
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title}\nmean ± sd over seeds, {n_text} per point ({counts})")
+    ax.set_title(f"{title}\nmean ± sd over seeds, {n_text} per point" + (f" ({counts})" if counts else ""))
+    if hue is None:  # say why a slot is empty instead of leaving the reader to guess
+        for i, label in enumerate(order):
+            if label not in set(done[x]):
+                status = df.loc[df[x].map(format_value) == label, "status"]
+                why = ("failed" if (~status.isin([STATUS_OK, STATUS_INCOMPLETE])).any()
+                       else "incomplete" if (status == STATUS_INCOMPLETE).any() else "no value")
+                ax.text(i, 0.03, why, ha="center", va="bottom", color="0.4", fontstyle="italic",
+                        transform=ax.get_xaxis_transform())
     if hue:
         ax.legend(title=hue, bbox_to_anchor=(1.02, 1.0), loc="upper left", frameon=False)
     if len(order) > 6 or max(len(o) for o in order) > 8:

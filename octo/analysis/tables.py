@@ -147,8 +147,8 @@ def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | st
     n_text = "no finished runs" if n.empty else (f"n = {n.min()}" if n.min() == n.max()
                                                  else f"n = {n.min()}-{n.max()}")
     caption = (f"{metric}{' in %' if unit else ''}: mean ± {SPREAD} over seeds ({SPREAD} = sample standard "
-               f"deviation, ddof=1; none for n=1); {n_text} finished runs per row. Failed and incomplete runs "
-               f"are not averaged; they are counted in the cells.")
+               f"deviation, ddof=1; none for n=1); {n_text} finished runs per row. Failed and incomplete "
+               f"runs are not averaged; they are counted in the cells.")
     lines = [f"## {title}", "", table.to_markdown(index=False, disable_numparse=True), "", caption, ""]
     prov = attrs.get("provenance", {})
     if prov:
@@ -209,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default results/<sweep folder name>); with --all, the "
                    "folder that receives one sub-folder per sweep (default results)")
     p.add_argument("--metric", default="test/acc", help="metric column to tabulate (default test/acc)")
-    p.add_argument("--keys", nargs="+", help="config keys to group by (default: the varied overrides, no seed)")
+    p.add_argument("--keys", nargs="+",
+                   help="config keys to group by (default: the varied overrides, without seed)")
     p.add_argument("--all", nargs="?", const="results/runs", dest="runs_root", metavar="RUNS_ROOT",
                    help="process every sweep folder in RUNS_ROOT (default results/runs)")
     return p
@@ -221,7 +222,10 @@ def _report(sweep: Path, paths: dict[str, Path]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console script ``octo-tables``; returns the exit code (0 ok, 2 bad input, 1 a sweep of --all failed)."""
+    """Console script ``octo-tables``; returns the exit code (0 ok, 2 bad input, 1 a sweep of --all failed).
+
+    Messages go to stderr as one line each (``octo-tables: error: ...``).
+    """
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="octo-tables: %(levelname)s: %(message)s")

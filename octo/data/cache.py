@@ -48,8 +48,8 @@ def cache_file(cache_dir: str | os.PathLike, name: str, split: str, source: Path
 def load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached ``(images, labels)`` at ``path``, or None if there is none or it is unreadable.
 
-    An unreadable cache (an interrupted write from an older version, a full disk) is deleted and reported, since
-    decoding again from the source is always possible.
+    An unreadable cache (an interrupted write from an older version, a full disk) is deleted and reported,
+    since decoding again from the source is always possible.
     """
     if not path.is_file():
         return None
@@ -66,10 +66,10 @@ def load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def save_cached(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write ``(images, labels)`` to ``path`` atomically; a failure only costs speed, so it is logged, not raised.
+    """Write ``(images, labels)`` to ``path`` atomically; a failure only costs speed: logged, not raised.
 
-    The temporary file plus ``os.replace`` means concurrent runs (a sweep, several ranks) never read a half-written
-    cache; if two write at once, both write the same content and the last rename wins.
+    The temporary file plus ``os.replace`` means concurrent runs (a sweep, several ranks) never read a
+    half-written cache; if two write at once, both write the same content and the last rename wins.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,7 @@ def save_cached(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         try:
             with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name
                 np.savez(f, images=images, labels=labels)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache dir should be readable by others
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -1,6 +1,6 @@
-"""Reading CIFAR: the JPEG copy (an archive or a folder of ``<split>/<class>/<file>.jpg``) and torchvision's pickles.
+"""Reading CIFAR: the JPEG copy (archive or folder of ``<split>/<class>/<file>``) and torchvision's pickles.
 
-The JPEG copy is read split by split into lists of encoded bytes first and decoded afterwards, so the archive is
+The JPEG copy is read into lists of encoded bytes per split first and decoded afterwards, so the archive is
 decompressed once for both splits (xz decompression is a good part of the cost).
 """
 
@@ -26,7 +26,8 @@ EncodedSplit = dict[str, list[tuple[str, bytes]]]
 
 
 def read_jpeg_archive(path: Path, hint: str) -> dict[str, EncodedSplit]:
-    """Encoded images per split and class from a tar (any compression) of ``[prefix/]<split>/<class>/<file>``."""
+    """Encoded images per split and class from a tar (any compression) of ``[prefix/]<split>/<class>/<file>``.
+    """
     splits: dict[str, EncodedSplit] = {s: {} for s in SPLITS}
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -37,8 +38,14 @@ def read_jpeg_archive(path: Path, hint: str) -> dict[str, EncodedSplit]:
                 split, cls, fname = parts[-3:]
                 if split in splits:
                     splits[split].setdefault(cls, []).append((fname, tar.extractfile(member).read()))
+            # tarfile ends the member loop silently when the archive is cut inside a header, which would turn
+            # a partial download into a smaller data set; reading the compressed stream to its end raises
+            # EOFError then
+            while tar.fileobj.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as err:
-        raise DataError(f"{path}: cannot read the archive, it is probably truncated or corrupt ({err}); {hint}") from None
+        raise DataError(f"{path}: cannot read the archive, it is probably truncated or corrupt ({err}); "
+                        f"{hint}") from None
     return splits
 
 
@@ -76,7 +83,8 @@ def decode_images(blobs: Iterable[bytes], count: int, source: Path, hint: str) -
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def decode_split(encoded: EncodedSplit, classes: list[str], source: Path, hint: str) -> tuple[np.ndarray, np.ndarray]:
+def decode_split(encoded: EncodedSplit, classes: list[str], source: Path,
+                 hint: str) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of one split; label = index of the class folder in ``classes`` (sorted names).
 
     File names are sorted inside each class so the order (and thus every seeded split) never depends on the
@@ -92,8 +100,9 @@ def decode_split(encoded: EncodedSplit, classes: list[str], source: Path, hint: 
     return images, np.asarray(labels, dtype=np.int64)
 
 
-def read_pickle_batches(folder: Path, files: list[str], label_key: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 3, 32, 32]`` and labels from torchvision's CIFAR python layout (pickled dicts per batch)."""
+def read_pickle_batches(folder: Path, files: list[str], label_key: str,
+                        hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[N, 3, 32, 32]`` and labels from torchvision's CIFAR python layout (a pickled dict a file)."""
     images, labels = [], []
     for name in files:
         path = folder / name
@@ -106,7 +115,8 @@ def read_pickle_batches(folder: Path, files: list[str], label_key: str, hint: st
                 batch = pickle.load(f, encoding="latin1")
         except EOFError:
             raise DataError(f"{path}: truncated pickle; {hint}") from None
-        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError,
+                IndexError) as err:
             raise DataError(f"{path}: not a CIFAR batch pickle ({err}); {hint}") from None
         if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
             keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__

@@ -1,8 +1,8 @@
 """Reading MNIST-style IDX files (gzip-compressed or not) without torchvision.
 
-We parse the files ourselves because the offline MNIST copy has ``.gz`` wrappers whose MD5 differs from the ones
-torchvision expects (its integrity check would refuse them although the content is byte-exact), and because a
-corrupt file should end the run with one line that names the file, not a deep traceback.
+We parse the files ourselves because the offline MNIST copy has ``.gz`` wrappers whose MD5 differs from the
+ones torchvision expects (its integrity check would refuse them although the content is byte-exact), and
+because a corrupt file should end the run with one line that names the file, not a deep traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def find_idx_file(directory: Path, stem: str) -> Path | None:
-    """The uncompressed ``stem`` in ``directory`` if present (fastest to read), else ``stem.gz``, else None."""
+    """The uncompressed ``stem`` in ``directory`` if present (fastest to read), else ``stem.gz``, or None."""
     for candidate in (directory / stem, directory / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
@@ -66,7 +66,8 @@ def read_idx(path: Path, magic: int, hint: str) -> np.ndarray:
         raise DataError(f"{path}: truncated, only {len(data)} bytes; {hint}")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
-        raise DataError(f"{path}: bad magic number 0x{found:08x} (IDX {kind} files start with 0x{magic:08x}); "
+        raise DataError(f"{path}: bad magic number 0x{found:08x} (IDX {kind} files start with "
+                        f"0x{magic:08x}); "
                         f"the file is neither a valid gzip nor an IDX {kind} file; {hint}")
     ndim = data[3]
     header = 4 + 4 * ndim
@@ -85,16 +86,21 @@ def read_idx(path: Path, magic: int, hint: str) -> np.ndarray:
 
 
 def read_idx_split(directory: Path, split: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 1, H, W]`` uint8 and labels ``[N]`` int64 of ``split`` from the IDX files in ``directory``."""
+    """Images ``[N, 1, H, W]`` uint8 and labels ``[N]`` int64 of ``split`` from IDX files in ``directory``.
+
+    Both files must be there and hold the same number of items.
+    """
     images_stem, labels_stem = IDX_STEMS[split]
     paths = []
     for stem in (images_stem, labels_stem):
         path = find_idx_file(directory, stem)
         if path is None:
-            raise DataError(f"{directory / stem}(.gz): missing (the folder holds the other {split} file); {hint}")
+            raise DataError(f"{directory / stem}(.gz): missing (the folder holds the other {split} file); "
+                            f"{hint}")
         paths.append(path)
     images = read_idx(paths[0], IMAGES_MAGIC, hint)
     labels = read_idx(paths[1], LABELS_MAGIC, hint)
     if len(images) != len(labels):
-        raise DataError(f"{paths[1]}: {len(labels)} labels but {paths[0].name} holds {len(images)} images; {hint}")
+        raise DataError(f"{paths[1]}: {len(labels)} labels but {paths[0].name} holds {len(images)} images; "
+                        f"{hint}")
     return images[:, None], labels.astype(np.int64)

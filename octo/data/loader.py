@@ -1,8 +1,8 @@
 """A data loader for data sets that fit on the training device: batches are slices of device tensors.
 
 The small image benchmarks (MNIST: 47 MB, CIFAR-10: 184 MB as uint8) fit on any GPU, so instead of worker
-processes, per-sample ``__getitem__`` calls and host-to-device copies every step, the whole set stays on the device
-and a batch is an index gather plus a fused scale-and-normalise: a few kernels per batch, no per-sample Python.
+processes, per-sample ``__getitem__`` calls and host-to-device copies every step, the whole set stays on the
+device and a batch is an index gather plus a fused scale-and-normalise: a few kernels, no per-sample Python.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class DeviceLoader:
     """Iterates over uint8 images and labels held on one device, yielding normalised float batches.
 
-    A train loader (``train=True``) shuffles, optionally augments, makes ``passes`` shuffled passes per epoch and
-    yields ``(x, y, pass_idx)``; an eval loader keeps the order, never augments and yields ``(x, y)``.
+    A train loader (``train=True``) shuffles, optionally augments, makes ``passes`` shuffled passes per epoch
+    and yields ``(x, y, pass_idx)``; an eval loader keeps the order, never augments and yields ``(x, y)``.
     ``batch_size=-1`` gives the whole set as one batch. The shuffling of epoch ``e`` depends only on
-    ``(seed, e)``: Lightning calls :meth:`set_epoch` before each epoch (through :attr:`sampler`), so a resumed run
-    sees the same order as an uninterrupted one; without Lightning the epoch counts up by one per iteration.
+    ``(seed, e)``: Lightning calls :meth:`set_epoch` before each epoch (through :attr:`sampler`), so a resumed
+    run sees the same order as an uninterrupted one; without Lightning the epoch counts up once per iteration.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, mean: Sequence[float],
@@ -49,7 +49,8 @@ class DeviceLoader:
             raise ValueError(f"labels {list(labels.shape)} do not match {len(images)} images")
         n, c = images.shape[:2]
         if len(mean) != c or len(std) != c:
-            raise ConfigError(f"dataset.mean/std need {c} values (one per channel), got {list(mean)} / {list(std)}")
+            raise ConfigError(f"dataset.mean/std need {c} values (one per channel), "
+                              f"got {list(mean)} / {list(std)}")
         if batch_size != -1 and not (isinstance(batch_size, int) and batch_size >= 1):
             raise ConfigError(f"batch_size={batch_size!r} must be an int >= 1 or -1 (full batch)")
         augment = dict(augment or {})
@@ -58,31 +59,35 @@ class DeviceLoader:
         if augment:
             raise ConfigError(f"unknown dataset.augment keys {sorted(augment)}; valid: crop_padding, hflip")
         if not train and (self.crop_padding or self.hflip or drop_last):
-            raise ConfigError("eval loaders neither augment nor drop batches: they must see every image as it is")
+            raise ConfigError("eval loaders neither augment nor drop batches: they see every image as it is")
         if n == 0:
             raise ValueError("cannot make a loader over 0 images")
         self.images, self.labels = images, labels
         self.batch_size = n if batch_size == -1 else batch_size
         if drop_last and self.batch_size > n:
-            raise ConfigError(f"batch_size={batch_size} with drop_last is larger than the {n} images: no batch")
+            raise ConfigError(f"batch_size={batch_size} with drop_last exceeds the {n} images: no batch")
         self.train, self.drop_last, self.seed, self.passes = train, drop_last, seed, passes
+        self._check_passes()
         # x / 255 then (x - mean) / std, folded into one multiply-add per element
         std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
         mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
         self.scale, self.shift = 1.0 / (255.0 * std_t), -mean_t / std_t
         self.epoch = 0
 
-    # --- Lightning integration --------------------------------------------------------------------------------
+    # --- Lightning integration ------------------------------------------------------------------------------
+    #: Lightning inspects ``batch_sampler`` when a ``sampler`` exists; None = "no batch sampler"
+    batch_sampler = None
+
     @property
     def sampler(self) -> DeviceLoader:
-        """Lightning calls ``dataloader.sampler.set_epoch(epoch)`` at every epoch start; this routes it here."""
+        """Lightning calls ``dataloader.sampler.set_epoch(epoch)`` at each epoch start: route it to us."""
         return self
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration shuffle as epoch ``epoch``."""
         self.epoch = int(epoch)
 
-    # --- iteration --------------------------------------------------------------------------------------------
+    # --- iteration ------------------------------------------------------------------------------------------
     @property
     def batches_per_pass(self) -> int:
         n = len(self.images)
@@ -90,6 +95,10 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         return self.batches_per_pass * (self.passes if self.train else 1)
+
+    def _check_passes(self) -> None:
+        if not (isinstance(self.passes, int) and not isinstance(self.passes, bool) and self.passes >= 1):
+            raise ConfigError(f"train_passes={self.passes!r} must be an int >= 1")
 
     def normalise(self, x: Tensor) -> Tensor:
         """uint8 ``[B, C, H, W]`` -> float32, scaled to [0, 1] and standardised per channel."""
@@ -99,8 +108,7 @@ class DeviceLoader:
         if not self.train:
             yield from self._eval_batches()
             return
-        if not (isinstance(self.passes, int) and self.passes >= 1):
-            raise ConfigError(f"train_passes={self.passes!r} must be an int >= 1")
+        self._check_passes()  # again here: the training code may set ``passes`` after construction
         gen = torch.Generator(device=self.images.device)
         gen.manual_seed(epoch_seed(self.seed, self.epoch))
         self.epoch += 1

@@ -1,7 +1,8 @@
 """Where each data set's files are looked for, and :func:`load_split`, the one entry point that reads them.
 
 Every data set comes back the same way: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]`` as CPU tensors.
-Problems end in a one-line :class:`DataError` naming the file that was expected, what was wrong and how to get it.
+Problems end in a one-line :class:`DataError` naming the file that was expected, what was wrong and how to get
+it.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 CIFAR10_ARCHIVE = "cifar10-jpeg-q75.tar.xz"
 CIFAR10_FOLDERS = ("cifar10-jpeg-q75", "cifar10", "CIFAR-10-images")
 CIFAR_PICKLES = {
-    "cifar10": ("cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-                "labels"),
+    "cifar10": ("cifar-10-batches-py",
+                {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}, "labels"),
     "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
 }
 
@@ -48,7 +49,8 @@ def hint(name: str) -> str:
     """How to get ``name``: the fix part of every DataError."""
     wanted = {
         "mnist": "mnist/train-images-idx3-ubyte.gz",
-        "fashion_mnist": "fashion_mnist/train-images-idx3-ubyte.gz (or apt-get install dataset-fashion-mnist)",
+        "fashion_mnist": ("fashion_mnist/train-images-idx3-ubyte.gz "
+                          "(or apt-get install dataset-fashion-mnist)"),
         "cifar10": f"{CIFAR10_ARCHIVE} or cifar-10-batches-py/",
         "cifar100": "cifar-100-python/",
     }[name]
@@ -78,18 +80,19 @@ def find_source(name: str, split: str, root: str | os.PathLike) -> Path:
                 return d
         looked = ", ".join(str(d) for d in idx_dirs(name, root))
         raise DataError(f"{name} {split} data not found: no {stem}(.gz) in {looked}; {hint(name)}")
-    folder, files, _ = CIFAR_PICKLES[name]
+    folder = CIFAR_PICKLES[name][0]
     candidates = [root / folder]
     if name == "cifar10":
         candidates += [root / CIFAR10_ARCHIVE] + [root / f for f in CIFAR10_FOLDERS]
     for c in candidates:
         if c.is_file() or (c.is_dir() and (c.name == folder or (c / split).is_dir())):
             return c
-    raise DataError(f"{name} {split} data not found: none of {', '.join(map(str, candidates))} exists; {hint(name)}")
+    looked = ", ".join(map(str, candidates))
+    raise DataError(f"{name} {split} data not found: none of {looked} exists; {hint(name)}")
 
 
 def _download(name: str, root: Path) -> None:
-    """Let torchvision fetch ``name`` into ``root`` (it skips files it already has); failures become DataError."""
+    """Let torchvision fetch ``name`` into ``root`` (it skips files it has); failures become DataError."""
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10,
@@ -99,8 +102,8 @@ def _download(name: str, root: Path) -> None:
             cls(str(root), train=train, download=True)
     except Exception as err:  # noqa: BLE001 - URLError, HTTPError, OSError, RuntimeError(checksum): all one cause
         msg = " ".join(str(err).split())  # one line, whatever the library put in its message
-        raise DataError(f"downloading {name} into {root} with torchvision failed ({type(err).__name__}: {msg}); "
-                        f"{hint(name)}") from None
+        raise DataError(f"downloading {name} into {root} with torchvision failed "
+                        f"({type(err).__name__}: {msg}); {hint(name)}") from None
 
 
 def _read_jpeg_split(name: str, split: str, source: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +115,8 @@ def _read_jpeg_split(name: str, split: str, source: Path, cache_dir: Path) -> tu
     encoded = reader(source, hint(name))
     classes = sorted(encoded["train"])
     if classes != CIFAR10_CLASSES or sorted(encoded["test"]) != CIFAR10_CLASSES:
-        raise DataError(f"{source}: class folders train/{classes}, test/{sorted(encoded['test'])} are not the "
-                        f"10 CIFAR-10 classes {CIFAR10_CLASSES}; {hint(name)}")
+        raise DataError(f"{source}: class folders train/{classes}, test/{sorted(encoded['test'])} are not "
+                        f"the 10 CIFAR-10 classes {CIFAR10_CLASSES}; {hint(name)}")
     result = None
     for s in SPLITS:  # decode and cache both: the archive had to be decompressed entirely anyway
         arrays = cifar.decode_split(encoded[s], classes, source, hint(name))
@@ -133,34 +136,38 @@ def _read(name: str, split: str, source: Path, cache_dir: Path) -> tuple[np.ndar
 
 
 def load_split(name: str, split: str, root: str | os.PathLike, cache_dir: str | os.PathLike,
-               download: bool = False, *, synthetic: Mapping | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               download: bool = False, *,
+               synthetic: Mapping | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``[N, C, H, W]`` uint8 and labels ``[N]`` int64 (CPU tensors) of ``split`` of data set ``name``.
 
-    ``download=True`` first lets torchvision fetch the data into ``root`` (only then is torchvision's downloader
-    used) and reads torchvision's copy. ``synthetic`` holds the arguments of
-    :func:`octo.data.synthetic.make_synthetic` (``n_train``, ``n_test``, ``seed``, ``shape``, ``num_classes``,
-    ``noise``) and is used only when ``name == "synthetic"``, for which ``root`` and ``cache_dir`` are ignored.
+    ``download=True`` first lets torchvision fetch the data into ``root`` (only then is torchvision's
+    downloader used) and reads torchvision's copy. ``synthetic`` holds the arguments of
+    :func:`octo.data.synthetic.make_synthetic` (``n_train``, ``n_test``, ``seed``, ``shape``,
+    ``num_classes``, ``noise``) and is used only when ``name == "synthetic"``, for which ``root`` and
+    ``cache_dir`` are ignored.
     """
     check_choice("dataset.name", name, DATASETS)
     check_choice("split", split, SPLITS)
     if name == "synthetic":
         images, labels = make_synthetic(split, **dict(synthetic or {}))
         return torch.from_numpy(images), torch.from_numpy(labels)
-    root = Path(root)
     if download:
-        _download(name, root)
-        source = _torchvision_source(name, root)
-    else:
-        source = find_source(name, split, root)
+        _download(name, Path(root))
+    source = resolve_source(name, split, root, download)
     images, labels = _read(name, split, source, Path(cache_dir))
     log.info("%s %s: %d images %s from %s", name, split, len(images), list(images.shape[1:]), source)
     _check_arrays(name, split, source, images, labels)
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def _torchvision_source(name: str, root: Path) -> Path:
-    """The folder torchvision's downloader writes ``name`` to."""
-    return root / _TORCHVISION_DIRS[name] / "raw" if name in _TORCHVISION_DIRS else root / CIFAR_PICKLES[name][0]
+def resolve_source(name: str, split: str, root: str | os.PathLike, download: bool = False) -> Path:
+    """What :func:`load_split` reads: torchvision's folder after a download, else :func:`find_source`."""
+    if not download:
+        return find_source(name, split, root)
+    root = Path(root)
+    if name in _TORCHVISION_DIRS:
+        return root / _TORCHVISION_DIRS[name] / "raw"
+    return root / CIFAR_PICKLES[name][0]
 
 
 def _check_arrays(name: str, split: str, source: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -172,4 +179,5 @@ def _check_arrays(name: str, split: str, source: Path, images: np.ndarray, label
                         f"but {name} has classes 0..{NUM_CLASSES[name] - 1}; {hint(name)}")
     expected = CANONICAL_SIZES[name][SPLITS.index(split)]
     if len(images) != expected:
-        log.warning("%s %s from %s holds %d images, not the canonical %d", name, split, source, len(images), expected)
+        log.warning("%s %s from %s holds %d images, not the canonical %d", name, split, source, len(images),
+                    expected)

@@ -1,8 +1,8 @@
 """A small generated image classification task for tests and CI: no files, deterministic, learnable.
 
-Each class has a prototype image made of a Gaussian blob at a class-specific place plus a stripe pattern with a
-class-specific orientation (so both dense and convolutional models can pick it up); samples are the prototype of
-their class plus Gaussian pixel noise, stored as uint8 like the real data sets.
+Each class has a prototype image made of a Gaussian blob at a class-specific place plus a stripe pattern with
+a class-specific orientation (so both dense and convolutional models can pick it up); samples are the
+prototype of their class plus Gaussian pixel noise, stored as uint8 like the real data sets.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from octo.utils.errors import ConfigError, check_positive
 
-#: stream ids for numpy's SeedSequence: prototypes and each split draw from independent streams, so the test set
-#: does not change when n_train does
+#: stream ids for numpy's SeedSequence: prototypes and each split draw from independent streams, so the test
+#: set does not change when n_train does
 _STREAMS = {"prototypes": 0, "train": 1, "test": 2}
 
 

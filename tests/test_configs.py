@@ -1,0 +1,68 @@
+"""Every config option composes and instantiates; wrong keys, unknown choices and bad values fail early."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+from octo.train import build
+from octo.utils.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["dataset", "algorithm", "coordinator", "optimizer", "scheduler", "trainer",
+                                   "logger", "launcher"])
+def test_every_option_composes(compose_cfg, group):
+    for option in options(group):
+        cfg = compose_cfg([f"{group}={option}"])
+        assert cfg is not None
+
+
+@pytest.mark.parametrize("group", ["experiments", "sweeps"])
+def test_every_experiment_and_sweep_composes(compose_cfg, group):
+    names = sorted(p.stem for p in (REPO / group).glob("*.yaml"))
+    assert names, f"no {group} found"
+    for name in names:
+        compose_cfg([f"{group}={name}"])
+
+
+@pytest.mark.parametrize("algorithm", ["ff", "bp"])
+@pytest.mark.parametrize("coordinator", ["simultaneous", "greedy"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_platform_options_instantiate(compose_cfg, algorithm, coordinator, optimizer):
+    cfg = compose_cfg([f"algorithm={algorithm}", f"coordinator={coordinator}", f"optimizer={optimizer}",
+                       "dataset=synthetic", "model.hidden=[8]"])
+    datamodule, module = build(cfg)
+    assert module.algorithm.num_classes == cfg.dataset.num_classes
+    assert datamodule.train_passes == len(module.algorithm.phases)
+
+
+def test_unknown_choice_names_the_valid_ones(compose_cfg):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(["dataset=imagenet"])
+    assert "mnist" in str(err.value.__cause__ or err.value) or "Available options" in str(err.value)
+
+
+def test_misspelled_key_fails_at_compose_time(compose_cfg):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ConfigAttributeError)):
+        compose_cfg(["algorithm.treshold=1.0"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("algorithm.goodness=median", "mean, sum"),
+    ("algorithm.neg_label=random", "uniform, shuffle, hardest"),
+    ("coordinator.optimizer_layout=both", "joint, per_block"),
+    ("model.hidden=[0]", "positive ints"),
+    ("dataset.batch_size=0", "batch_size"),
+])
+def test_invalid_values_fail_before_training_with_the_valid_choices(compose_cfg, override, message):
+    cfg = compose_cfg(["dataset=synthetic", override])
+    with pytest.raises(ConfigError, match=message.split(",")[0]) as err:
+        build(cfg)
+    assert message in str(err.value)
