@@ -36,6 +36,23 @@ def _is_multirun() -> bool:
         return False
 
 
+def pin_gpu() -> None:
+    """Spread the jobs of a parallel multirun over the visible GPUs (job k -> GPU k mod n).
+
+    Hydra's joblib launcher shows every job every GPU (hydra #1331); this must run before CUDA is initialised.
+    With one GPU all jobs share it, which is what small FF jobs want.
+    """
+    import os
+
+    if not _is_multirun() or "OCTO_PINNED" in os.environ:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if len(ids) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[HydraConfig.get().job.num % len(ids)]
+    os.environ["OCTO_PINNED"] = "1"
+
+
 def _instantiate(node: DictConfig, what: str, **kwargs):
     """instantiate, turning Hydra's wrapped errors into one ConfigError line naming the config group."""
     try:
@@ -144,6 +161,7 @@ def _report(metrics: dict, out: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns test accuracy (used by Hydra sweepers)."""
     try:
+        pin_gpu()
         torch.set_float32_matmul_precision(cfg.matmul_precision)
         return run(cfg).get("test/acc")
     except OctoError as err:
