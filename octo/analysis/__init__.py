@@ -1,10 +1,6 @@
 """Analysis: collect a sweep's runs into a tidy DataFrame, then tables (mean ± sd, n) and figures.
 
 ``collect`` (collect.py) -> ``summarize`` / ``render_markdown`` / ``write_sweep_outputs`` (tables.py) ->
-``sweep_figure`` (plots.py, imported on use because seaborn is slow to import). CLI: ``octo-tables``.
+``sweep_figure`` (plots.py). CLI: ``octo-tables`` or ``python -m octo.analysis.tables``. Nothing is imported
+here, so ``python -m`` runs the module without a double import.
 """
-
-from octo.analysis.collect import collect, find_job_dirs
-from octo.analysis.tables import render_markdown, summarize, write_sweep_outputs
-
-__all__ = ["collect", "find_job_dirs", "summarize", "render_markdown", "write_sweep_outputs"]

@@ -118,7 +118,8 @@ def provenance(df: pd.DataFrame) -> dict[str, list]:
         return sorted({format_value(v) for v in df[col].dropna()})
 
     statuses = df["status"].value_counts() if "status" in df.columns else pd.Series(dtype=int)
-    return {"devices": seen("device"), "commits": seen("commit"), "epochs": seen("epochs"),
+    return {"datasets": seen("dataset.name"), "algorithms": seen("algorithm._target_"),
+            "devices": seen("device"), "commits": seen("commit"), "epochs": seen("epochs"),
             "seeds": sorted(seen("seed"), key=lambda s: (len(s), s)),
             "runs": [f"{int(n)} {s}" for s, n in sorted(statuses.items())]}
 
@@ -153,7 +154,8 @@ def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | st
     prov = attrs.get("provenance", {})
     if prov:
         parts = [f"{name}: {', '.join(map(str, prov[name])) or 'unknown'}"
-                 for name in ("devices", "commits", "epochs", "seeds", "runs") if name in prov]
+                 for name in ("datasets", "algorithms", "devices", "commits", "epochs", "seeds", "runs")
+                 if name in prov]
         lines += ["Provenance: " + "; ".join(parts) + ".", ""]
     if attrs.get("fixed"):
         lines += ["Fixed overrides: " + ", ".join(f"{k}={format_value(v)}" for k, v in attrs["fixed"].items())
