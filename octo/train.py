@@ -119,6 +119,8 @@ def run(cfg: DictConfig) -> dict:
             "selected_checkpoint": best or "last weights (no validation ran)",
             "blocks": _block_metrics(tested),
         })
+        if callable(getattr(module.algorithm, "save_images", None)):
+            metrics["images"] = _save_images(module, datamodule, out)
     except DivergenceError as err:
         metrics.update({"status": "failed", "failure": str(err), "test/acc": None, f"val/{key}_best": None})
     metrics.update({
@@ -134,6 +136,14 @@ def run(cfg: DictConfig) -> dict:
     if metrics["status"] == "failed" and not _is_multirun():
         raise DivergenceError(metrics["failure"])
     return metrics
+
+
+@torch.no_grad()
+def _save_images(module: LocalLearningModule, datamodule, out: Path, n: int = 500) -> str:
+    """Reconstructions / samples of algorithms with a generative part (``save_images(x, path)``), drawn from
+    the first ``n`` test images with the weights just tested (the selected checkpoint)."""
+    x = next(iter(datamodule.test_dataloader()))[0][:n].to(module.device)
+    return str(module.algorithm.save_images(x, out / "images" / "test.png"))
 
 
 def _block_metrics(tested: dict) -> dict:

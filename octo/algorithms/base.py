@@ -17,7 +17,7 @@ phase
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,16 @@ class LocalAlgorithm(nn.Module, ABC):
         Locality contract: the loss of block ``b`` has a gradient only with respect to ``b``'s parameters
         (inputs are detached at block boundaries). ``tests/test_locality.py`` checks this for every algorithm.
         """
+
+    def local_loss_steps(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]
+                         ) -> Iterator[dict[str, Tensor]]:
+        """Several optimiser steps on one batch: yields loss dicts (same contract as :meth:`local_losses`); the
+        module backpropagates and steps after each one, before the generator resumes. Default: one step.
+
+        For algorithms whose reference updates the weights while it iterates on a batch (PFF: an Adam step after
+        each of its K inference steps). Anything carried between yields must be detached.
+        """
+        yield self.local_losses(x, y, phase, active)
 
     def after_step(self, phase: str, active: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """Called after the optimisers stepped (e.g. to refresh cached state)."""

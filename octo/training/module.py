@@ -83,7 +83,14 @@ class LocalLearningModule(L.LightningModule):
         phase = self.algorithm.phases[pass_idx]
         active = self.active_blocks(phase)
         opts = self._optimizers()
-        losses = self.algorithm.local_losses(x, y, phase, active)
+        losses: dict[str, Tensor] = {}
+        # usually one loss dict per batch; algorithms that update while iterating on a batch yield several
+        for losses in self.algorithm.local_loss_steps(x, y, phase, active):
+            self._step(losses, opts)
+        self.algorithm.after_step(phase, active)
+        self._track(losses, phase, x.shape[0])
+
+    def _step(self, losses: dict[str, Tensor], opts: list) -> None:
         if self.schedule.optimizer_layout == "joint":
             # one backward of the sum: each parameter gets gradient from its own block's loss only (detached
             # block inputs), so this equals stepping the blocks one by one. Blocks without loss keep grad=None
@@ -101,8 +108,6 @@ class LocalLearningModule(L.LightningModule):
                 self.manual_backward(loss)
                 self._clip(opt)
                 opt.step()
-        self.algorithm.after_step(phase, active)
-        self._track(losses, phase, x.shape[0])
 
     def _clip(self, opt) -> None:
         if self.grad_clip:
