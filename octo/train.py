@@ -119,6 +119,9 @@ def run(cfg: DictConfig) -> dict:
             "selected_checkpoint": best or "last weights (no validation ran)",
             "blocks": _block_metrics(tested),
         })
+        evaluation = _final_evaluation(module, datamodule)
+        if evaluation:
+            metrics["evaluation"] = evaluation
         if callable(getattr(module.algorithm, "save_images", None)):
             metrics["images"] = _save_images(module, datamodule, out)
     except DivergenceError as err:
@@ -136,6 +139,19 @@ def run(cfg: DictConfig) -> dict:
     if metrics["status"] == "failed" and not _is_multirun():
         raise DivergenceError(metrics["failure"])
     return metrics
+
+
+@torch.no_grad()
+def _final_evaluation(module: LocalLearningModule, datamodule) -> dict:
+    """The algorithm's extra evaluation on the test split (selected weights, eval mode, training device)."""
+    algorithm = module.algorithm
+    was_training = algorithm.training
+    algorithm.eval()
+    try:
+        return algorithm.final_evaluation(
+            ((x.to(module.device), y.to(module.device)) for x, y in datamodule.test_dataloader()))
+    finally:
+        algorithm.train(was_training)
 
 
 @torch.no_grad()

@@ -86,6 +86,12 @@ class LocalAlgorithm(nn.Module, ABC):
         """
         return {"acc": self.accuracy(x, y), **self.block_metrics(x, y)}
 
+    def final_evaluation(self, loader) -> dict:
+        """Optional evaluation after the final test, with the selected weights, over a whole ``loader`` of
+        ``(x, y)`` test batches: e.g. OctopusNet's resilience (every arm and pair failed) and specialization
+        (per-arm per-class accuracy). JSON-serialisable; stored as ``metrics.json["evaluation"]``."""
+        return {}
+
     def describe(self) -> dict:
         """Switches and settings worth recording in ``metrics.json`` (e.g. faithful vs corrected behaviour)."""
         return {}
