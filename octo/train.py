@@ -189,6 +189,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         pin_gpu()
         torch.set_float32_matmul_precision(cfg.matmul_precision)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
         return run(cfg).get("test/acc")
     except OctoError as err:
         print(f"octo: error: {err}", file=sys.stderr)
