@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> dict:
             "selected_checkpoint": best or "last weights (no validation ran)",
             "blocks": _block_metrics(tested),
         })
-        evaluation = _final_evaluation(module, datamodule)
+        evaluation = _final_evaluation(module, datamodule, trainer)
         if evaluation:
             metrics["evaluation"] = evaluation
         if callable(getattr(module.algorithm, "save_images", None)):
@@ -142,23 +142,28 @@ def run(cfg: DictConfig) -> dict:
 
 
 @torch.no_grad()
-def _final_evaluation(module: LocalLearningModule, datamodule) -> dict:
+def _final_evaluation(module: LocalLearningModule, datamodule, trainer) -> dict:
     """The algorithm's extra evaluation on the test split (selected weights, eval mode, training device)."""
     algorithm = module.algorithm
+    device = datamodule.device  # the training device: trainer.test's teardown moved the model to the CPU
+    module.to(device)
     was_training = algorithm.training
     algorithm.eval()
     try:
-        return algorithm.final_evaluation(
-            ((x.to(module.device), y.to(module.device)) for x, y in datamodule.test_dataloader()))
+        with trainer.precision_plugin.forward_context():  # the test step's autocast (bf16 under trainer=gpu)
+            return algorithm.final_evaluation(
+                ((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()))
     finally:
         algorithm.train(was_training)
+        module.cpu()
 
 
 @torch.no_grad()
 def _save_images(module: LocalLearningModule, datamodule, out: Path, n: int = 500) -> str:
     """Reconstructions / samples of algorithms with a generative part (``save_images(x, path)``), drawn from
     the first ``n`` test images with the weights just tested (the selected checkpoint)."""
-    x = next(iter(datamodule.test_dataloader()))[0][:n].to(module.device)
+    x = next(iter(datamodule.test_dataloader()))[0][:n].to(datamodule.device)
+    module.to(datamodule.device)
     return str(module.algorithm.save_images(x, out / "images" / "test.png"))
 
 

@@ -83,12 +83,14 @@ class LocalLearningModule(L.LightningModule):
         phase = self.algorithm.phases[pass_idx]
         active = self.active_blocks(phase)
         opts = self._optimizers()
-        losses: dict[str, Tensor] = {}
+        tracked: dict[str, Tensor] = {}
         # usually one loss dict per batch; algorithms that update while iterating on a batch yield several
+        # (every one is logged and checked for NaN; a block stepped twice logs its last loss)
         for losses in self.algorithm.local_loss_steps(x, y, phase, active):
             self._step(losses, opts)
+            tracked.update(losses)
         self.algorithm.after_step(phase, active)
-        self._track(losses, phase, x.shape[0])
+        self._track(tracked, phase, x.shape[0])
 
     def _step(self, losses: dict[str, Tensor], opts: list) -> None:
         if self.schedule.optimizer_layout == "joint":

@@ -1,0 +1,302 @@
+"""OctopusNet (spec /work/shared/specs/octopusnet.md): N arms trained by local losses, a nerve ring and a coordinator.
+
+Modes (all one algorithm):
+- FF-standard: CNN arms, FF on Fourier-overlaid positives / uniform wrong-label negatives; then a backprop
+  coordinator on frozen arm tokens. ``phases = ("ff", "coordinator")``: two passes per epoch, as published.
+- SFF (``readout=sff``): per-arm aux heads on detached GAP(f3) + a logit coordinator. ``phases = ("ff", "sff")``;
+  the second pass repeats the arms' FF step (``sff_second_pass_ff_step``, as coded).
+- CG (``model.arm=cg``): class-grouped goodness per arm (clean images, no negatives), same coordinator.
+- heterogeneous (``model.arm_types``): any mix of cnn / cg / transformer / lstm arms.
+
+Blocks: ``arm0..armN-1`` (each arm's FF-trained trunk), ``bottleneck`` (all arms' token projections; only with
+``train_bottleneck``), ``nerve_ring`` (only with ``train_nerve_ring``), ``coordinator`` or ``sff_heads``. Locality:
+arm losses see only their own trunk; the coordinator learns on detached tokens; the bottleneck and nerve-ring
+losses are the coordinator's cross-entropy evaluated through *frozen* (detached-parameter) copies of the blocks
+above them, so each loss has gradient only on its own block. ``passes=1`` trains everything on every batch in one
+pass (faster; not the published schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from octo.algorithms.base import LocalAlgorithm
+from octo.algorithms.octopus_eval import OctopusEvaluation
+from octo.algorithms.octopus_rules import (LabelOverlay, arm_ff_loss, cg_loss, frozen_call, midpoint_threshold,
+                                           module_dropout_keep)
+from octo.encodings.negatives import wrong_labels
+from octo.nn.octopus.common import plain, resize_gain
+from octo.nn.octopus.net import OctopusNet
+from octo.nn.octopus.sff import SFFHeads
+from octo.utils.errors import ConfigError, check_choice
+
+READOUTS = ("coordinator", "sff")
+FEEDBACK_MODES = ("none", "as_coded_rgb_gain", "paper_modulation")
+
+
+class Octopus(OctopusEvaluation, LocalAlgorithm):
+    """Args (``conf/algorithm/octopus.yaml``; defaults = the published code's behaviour):
+        readout: ``coordinator`` (nerve ring + backprop coordinator) or ``sff`` (local aux heads).
+        passes: 2 = FF pass then coordinator/SFF pass per epoch (published); 1 = both on every batch.
+        label_encoding, overlay_strength, onehot_label_value: FF label overlay (Fourier K = 0.5, or one-hot A13).
+        ff_threshold, ff_adaptive_threshold: fixed theta or the batch midpoint of mean g+ and mean g-.
+        adaptive_threshold_respected: False = CNN arms always use the midpoint (published bug 8); True = they
+            follow ``ff_adaptive_threshold`` like the Transformer/LSTM arms.
+        cg_threshold: theta of the class-grouped loss (2.0).
+        train_bottleneck, train_nerve_ring: False = fixed random projections / attention (published bugs 1, 2).
+        feedback_mode: ``none``; ``as_coded_rgb_gain`` (3 stale input gains from the previous evaluation forward,
+            bug 3); ``paper_modulation`` (the batch-mean feedback of the last coordinator forward scales each arm's
+            first feature maps on the next batch).
+        module_dropout: p of zeroing one random arm's token before the nerve ring (coordinator training).
+        sff_second_pass_ff_step: True = SFF's second pass repeats the FF step (published, bug 10).
+        cg_eval_multiscale: True = CG arms are FF-trained at full resolution but fed the downsampled images in the
+            coordinator pass and at evaluation (published, bug 6); False = full resolution everywhere.
+        eval_arm_metrics: per-arm g+/g-/separation on every evaluation batch (two extra arm passes).
+        channels_last: run the conv arms in channels_last memory format (faster with cuDNN, and several times
+            faster for the grouped CG convs on CPU).
+        block_optim: per-block optimiser overrides, e.g. ``{coordinator: {lr: 1e-3}}``.
+    """
+
+    def __init__(self, model: OctopusNet, num_classes: int, readout: str = "coordinator", passes: int = 2,
+                 label_encoding: str = "fourier", overlay_strength: float = 0.5,
+                 onehot_label_value: float | None = None, ff_threshold: float = 2.0,
+                 ff_adaptive_threshold: bool = True, adaptive_threshold_respected: bool = False,
+                 cg_threshold: float = 2.0, train_bottleneck: bool = False, train_nerve_ring: bool = False,
+                 feedback_mode: str = "as_coded_rgb_gain", module_dropout: float = 0.0,
+                 sff_second_pass_ff_step: bool = True, cg_eval_multiscale: bool = True,
+                 eval_arm_metrics: bool = True, channels_last: bool = True,
+                 block_optim: Mapping | None = None) -> None:
+        super().__init__(num_classes)
+        check_choice("algorithm.readout", readout, READOUTS)
+        check_choice("algorithm.passes", passes, (1, 2))
+        check_choice("algorithm.feedback_mode", feedback_mode, FEEDBACK_MODES)
+        if not isinstance(model, OctopusNet):
+            raise ConfigError("algorithm=octopus needs model=octopus (or octopus_cg / octopus_hetero)")
+        if model.num_classes != self.num_classes:
+            raise ConfigError(f"model.num_classes={model.num_classes} != dataset.num_classes={num_classes}")
+        if not 0 <= module_dropout <= 1:
+            raise ConfigError(f"algorithm.module_dropout={module_dropout!r} must be in [0, 1]")
+        if readout == "sff" and (train_bottleneck or train_nerve_ring or module_dropout > 0):
+            raise ConfigError("readout=sff uses neither tokens nor the nerve ring: train_bottleneck, "
+                              "train_nerve_ring and module_dropout have no effect there; leave them off")
+        if train_nerve_ring and model.ring is None:
+            raise ConfigError("algorithm.train_nerve_ring=true but model.nerve_ring.enabled=false")
+        self.net = model
+        self.readout, self.passes = readout, passes
+        self.phases = ("joint",) if passes == 1 else ("ff", "coordinator" if readout == "coordinator" else "sff")
+        c, h, w = model.input_shape
+        self.overlay = LabelOverlay(label_encoding, num_classes, h, w, overlay_strength, onehot_label_value)
+        self.ff_threshold, self.ff_adaptive_threshold = float(ff_threshold), bool(ff_adaptive_threshold)
+        self.adaptive_threshold_respected, self.cg_threshold = bool(adaptive_threshold_respected), float(cg_threshold)
+        self.train_bottleneck, self.train_nerve_ring = bool(train_bottleneck), bool(train_nerve_ring)
+        self.feedback_mode, self.module_dropout = feedback_mode, float(module_dropout)
+        self.sff_second_pass_ff_step, self.cg_eval_multiscale = bool(sff_second_pass_ff_step), bool(cg_eval_multiscale)
+        self.eval_arm_metrics, self.channels_last = bool(eval_arm_metrics), bool(channels_last)
+        self.block_optim = {k: dict(v) for k, v in (plain(block_optim) or {}).items()}
+        n = model.num_arms
+        self.sff = SFFHeads([a.pooled_dim for a in model.arms], num_classes) if readout == "sff" else None
+        # feedback state (persistent: a checkpoint resumes with the same gains)
+        self.register_buffer("fb_gain", torch.ones(n, c))          # as coded: gains applied now
+        self.register_buffer("fb_pending", torch.ones(n, c))       # as coded: stored by the last full forward
+        self.register_buffer("fb_mod", torch.ones(n, model.dim))   # paper: modulation for the next batch
+        self._cl_ready = False
+        unknown = set(self.block_optim) - set(self.blocks())
+        if unknown:
+            raise ConfigError(f"algorithm.block_optim names unknown blocks {sorted(unknown)}; "
+                              f"blocks: {', '.join(self.blocks())}")
+
+    # --- blocks and phases -----------------------------------------------------------------------------------
+    def arm_names(self) -> list[str]:
+        return [f"arm{i}" for i in range(self.net.num_arms)]
+
+    def _head_names(self) -> list[str]:
+        if self.readout == "sff":
+            return ["sff_heads"]
+        return (["bottleneck"] if self.train_bottleneck else []) + \
+            (["nerve_ring"] if self.train_nerve_ring else []) + ["coordinator"]
+
+    def blocks(self) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {f"arm{i}": arm.trunk for i, arm in enumerate(self.net.arms)}
+        for name in self._head_names():
+            out[name] = {"sff_heads": self.sff, "nerve_ring": self.net.ring, "coordinator": self.net.coordinator,
+                         "bottleneck": nn.ModuleList(a.bottleneck for a in self.net.arms)}[name]
+        return out
+
+    def phase_blocks(self, phase: str) -> list[str]:
+        if phase == "ff":
+            return self.arm_names()
+        if phase == "sff":
+            return (self.arm_names() if self.sff_second_pass_ff_step else []) + ["sff_heads"]
+        if phase == "coordinator":
+            return self._head_names()
+        return self.arm_names() + self._head_names()  # "joint"
+
+    def optim_overrides(self) -> dict[str, dict]:
+        return self.block_optim
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+    def _fmt(self, x: Tensor) -> Tensor:
+        if not self.channels_last or x.ndim != 4:
+            return x
+        if not self._cl_ready:
+            self.net.arms.to(memory_format=torch.channels_last)
+            self._cl_ready = True
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def _gains(self, i: int) -> tuple[Tensor | None, Tensor | None]:
+        arm = self.net.arms[i]
+        if self.feedback_mode == "as_coded_rgb_gain" and arm.accepts_input_gain:
+            g = self.fb_gain[i]
+        elif self.feedback_mode == "paper_modulation" and arm.accepts_mid_gain:
+            g = resize_gain(self.fb_mod[i], arm.mid_channels)
+        else:
+            return None, None
+        g = g.clone() if torch.is_grad_enabled() else g  # the buffers are updated in place later
+        return (g, None) if self.feedback_mode == "as_coded_rgb_gain" else (None, g)
+
+    def ff_scale(self, i: int) -> int:
+        """Resolution of arm i's FF training input (CG arms: always the full image, as published)."""
+        arm = self.net.arms[i]
+        return self.net.base if arm.loss_kind == "cg" else arm.scale
+
+    def eval_scale(self, i: int) -> int:
+        """Resolution of arm i's input in the coordinator pass and at evaluation."""
+        arm = self.net.arms[i]
+        return arm.scale if arm.loss_kind != "cg" or self.cg_eval_multiscale else self.net.base
+
+    def _trunks(self, x: Tensor, arms: Sequence[int] | None = None, ff_scales: bool = False) -> dict[int, object]:
+        """Trunk outputs of the given arms on ``x`` (each downsampled once per distinct size)."""
+        arms = range(self.net.num_arms) if arms is None else arms
+        size = {i: self.ff_scale(i) if ff_scales else self.eval_scale(i) for i in arms}
+        xs = {s: self._fmt(v) for s, v in self.net.rescale(x, list(size.values())).items()}
+        return {i: self.net.arms[i].forward_trunk(xs[size[i]], *self._gains(i)) for i in arms}
+
+    def _tokens(self, trunks: dict[int, object]) -> Tensor:
+        return torch.stack([self.net.arms[i].token(t).float() for i, t in sorted(trunks.items())], 1)
+
+    # --- local losses ----------------------------------------------------------------------------------------
+    def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
+        active = set(active)
+        arms = [i for i, n in enumerate(self.arm_names()) if n in active]
+        losses = self._arm_losses(x, y, arms) if arms else {}
+        if self.readout == "coordinator" and active & {"bottleneck", "nerve_ring", "coordinator"}:
+            losses.update(self._head_losses(x, y, active))
+        if self.readout == "sff" and "sff_heads" in active:
+            losses["sff_heads"] = self._sff_loss(x, y)
+        return losses
+
+    def local_loss_steps(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]):
+        """SFF's second pass as published: the arms' FF step first, then the aux heads learn on the updated arms."""
+        if phase == "sff":
+            arms = [b for b in active if b in self.arm_names()]
+            rest = [b for b in active if b not in arms]
+            for group in (arms, rest):
+                if group:
+                    yield self.local_losses(x, y, phase, group)
+            return
+        yield self.local_losses(x, y, phase, active)
+
+    def _arm_losses(self, x: Tensor, y: Tensor, arms: Sequence[int]) -> dict[str, Tensor]:
+        losses = {}
+        ff = [i for i in arms if self.net.arms[i].loss_kind == "ff"]
+        cg = [i for i in arms if self.net.arms[i].loss_kind == "cg"]
+        if ff:
+            b = x.shape[0]
+            # positives and negatives in one batch, overlaid at full resolution, then downsampled per arm
+            y2 = torch.cat([y, wrong_labels(y, self.num_classes)])
+            trunks = self._trunks(self.overlay(torch.cat([x, x]), y2), ff, ff_scales=True)
+            for i in ff:
+                arm = self.net.arms[i]
+                g = arm.goodness(trunks[i])
+                g_pos, g_neg = g[:b], g[b:]
+                respects = arm.kind != "cnn" or self.adaptive_threshold_respected
+                adaptive = self.ff_adaptive_threshold if respects else True
+                theta = midpoint_threshold(g_pos, g_neg) if adaptive else self.ff_threshold
+                losses[f"arm{i}"] = arm_ff_loss(g_pos, g_neg, theta)
+        if cg:
+            trunks = self._trunks(x, cg, ff_scales=True)  # clean images, full resolution
+            for i in cg:
+                losses[f"arm{i}"] = cg_loss(self.net.arms[i].goodness(trunks[i]), y, self.cg_threshold)
+        return losses
+
+    def _head_losses(self, x: Tensor, y: Tensor, active: set) -> dict[str, Tensor]:
+        grad = torch.is_grad_enabled()
+        with torch.no_grad():
+            trunks = self._trunks(x)
+        with torch.set_grad_enabled(grad and "bottleneck" in active):
+            tok_live = self._tokens(trunks)
+        if self.module_dropout > 0:
+            tok_live = tok_live * module_dropout_keep(self.net.num_arms, self.module_dropout, x.device).view(1, -1, 1)
+        tok = tok_live.detach()
+        ring, coord, losses = self.net.ring, self.net.coordinator, {}
+        if ring is None:
+            enriched = tok
+        elif "nerve_ring" in active and grad:
+            live = ring(tok)
+            losses["nerve_ring"] = F.cross_entropy(frozen_call(coord, live)[0].float(), y)
+            enriched = live.detach()
+        else:
+            with torch.no_grad():
+                enriched = ring(tok)
+        with torch.set_grad_enabled(grad and "coordinator" in active):
+            logits, alpha, h_agg = coord(enriched)
+        if "coordinator" in active:
+            losses["coordinator"] = F.cross_entropy(logits.float(), y)
+        if "bottleneck" in active and grad:
+            e = frozen_call(ring, tok_live) if ring is not None else tok_live
+            losses["bottleneck"] = F.cross_entropy(frozen_call(coord, e)[0].float(), y)
+        if self.feedback_mode == "paper_modulation":
+            self.fb_mod.copy_(coord.feedback_vectors(h_agg, alpha).mean(0))
+        return losses
+
+    def _sff_logits(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            trunks = self._trunks(x)
+        return self.sff.arm_logits([self.net.arms[i].pooled(t) for i, t in sorted(trunks.items())])
+
+    def _sff_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        logits = self._sff_logits(x)                                  # [b, N, C]
+        combined, _ = self.sff.logit_coordinator(logits.detach())
+        n = logits.shape[1]
+        aux = F.cross_entropy(logits.float().transpose(1, 2), y.unsqueeze(1).expand(-1, n)) * n  # sum over arms
+        return aux + F.cross_entropy(combined, y)
+
+    # --- inference -------------------------------------------------------------------------------------------
+    def full_forward(self, x: Tensor) -> dict[str, Tensor]:
+        """The published ``forward()``: arms -> tokens -> ring -> coordinator, with its feedback bookkeeping."""
+        if self.feedback_mode == "as_coded_rgb_gain":
+            self.fb_gain.copy_(self.fb_pending)   # push the feedback stored by the previous forward
+        trunks = self._trunks(x)
+        logits, alpha, h_agg = self.net.head(self._tokens(trunks))
+        if self.feedback_mode != "none":
+            fb = self.net.coordinator.feedback_vectors(h_agg, alpha)  # [b, N, B]
+            if self.feedback_mode == "as_coded_rgb_gain":
+                c = self.fb_pending.shape[1]   # first C_in values of the flattened (batch x B) tensor
+                self.fb_pending.copy_(fb.transpose(0, 1).reshape(fb.shape[1], -1)[:, :c])
+            else:
+                self.fb_mod.copy_(fb.mean(0))
+        return {"trunks": trunks, "logits": logits, "alpha": alpha}
+
+    def predict(self, x: Tensor) -> Tensor:
+        if self.readout == "sff":
+            return self.sff.logit_coordinator(self._sff_logits(x))[0]
+        return self.full_forward(x)["logits"]
+
+    def describe(self) -> dict:
+        return {
+            "readout": self.readout, "passes": self.passes, "phases": list(self.phases),
+            "label_encoding": self.overlay.encoding, "overlay_strength": self.overlay.strength,
+            "arm_loss": "mean softplus(theta-g+) + mean softplus(g- - theta) (= 2 x octo ff_loss)",
+            "ff_threshold": self.ff_threshold, "ff_adaptive_threshold": self.ff_adaptive_threshold,
+            "adaptive_threshold_respected": self.adaptive_threshold_respected, "cg_threshold": self.cg_threshold,
+            "train_bottleneck": self.train_bottleneck, "train_nerve_ring": self.train_nerve_ring,
+            "feedback_mode": self.feedback_mode, "module_dropout": self.module_dropout,
+            "sff_second_pass_ff_step": self.sff_second_pass_ff_step, "cg_eval_multiscale": self.cg_eval_multiscale,
+            "model_selection": "validation split (val/acc); the per-epoch test accuracy is never used for "
+                               "selection (the published code selected the best epoch on the test set)",
+            "select_on_test": False, **self.net.describe(),
+        }

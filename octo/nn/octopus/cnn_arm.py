@@ -1,0 +1,80 @@
+"""The FF-standard arm (``CNNModule`` of the published code, spec §1.2).
+
+Trunk (trained by the arm's FF loss): f1 = ReLU(conv1(x)); f2 = ReLU(conv2(LN(f1))); f3 = ReLU(conv3(LN(f2))),
+stride 1, padding k//2, no pooling, LN = non-affine per-sample layer norm, Xavier-uniform weights and zero biases.
+Goodness = mean of f3^2 over (C, H, W). Bottleneck (outside the FF loss): 2x2 average pool of f3 -> Linear -> unit
+length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from octo.nn.octopus.common import l2_normalize, per_sample_layer_norm
+
+
+class CNNTrunk(nn.Module):
+    def __init__(self, in_channels: int, channels: Sequence[int], kernel: int) -> None:
+        super().__init__()
+        dims = [in_channels, *channels]
+        self.convs = nn.ModuleList(nn.Conv2d(dims[i], dims[i + 1], kernel, padding=kernel // 2)
+                                   for i in range(len(channels)))
+        for conv in self.convs:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor, mid_gain: Tensor | None = None) -> Tensor:
+        h = x
+        for i, conv in enumerate(self.convs):
+            h = torch.relu(conv(per_sample_layer_norm(h) if i > 0 else h))
+            if i == 0 and mid_gain is not None:
+                # paper-style feedback: per-channel gains on the first feature maps
+                h = h * mid_gain.to(h.dtype).view(-1, h.shape[1], 1, 1)
+        return h
+
+
+class CNNBottleneck(nn.Module):
+    def __init__(self, channels: int, pool: int, size: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.linear = nn.Linear(channels * pool * pool, size)  # default PyTorch init, as published
+
+    def forward(self, f: Tensor) -> Tensor:
+        return l2_normalize(self.linear(self.pool(f).flatten(1)))
+
+
+class CNNArm(nn.Module):
+    """One FF-standard arm at input resolution ``scale``; ``kernel`` is already clamped by the caller."""
+
+    kind = "cnn"
+    loss_kind = "ff"          # label overlay, positives and negatives
+    accepts_input_gain = True  # the as-coded RGB feedback gains
+    accepts_mid_gain = True    # the paper's intermediate modulation
+    batch_independent = True
+
+    def __init__(self, in_channels: int, scale: int, kernel: int, channels: Sequence[int] = (64, 128, 256),
+                 bottleneck: int = 64, bottleneck_pool: int = 2) -> None:
+        super().__init__()
+        self.scale, self.kernel = int(scale), int(kernel)
+        self.trunk = CNNTrunk(in_channels, channels, kernel)
+        self.bottleneck = CNNBottleneck(channels[-1], bottleneck_pool, bottleneck)
+        self.pooled_dim = channels[-1]
+        self.mid_channels = channels[0]
+
+    def forward_trunk(self, x: Tensor, in_gain: Tensor | None = None, mid_gain: Tensor | None = None) -> Tensor:
+        if in_gain is not None:
+            x = x * in_gain.to(x.dtype).view(1, -1, 1, 1)
+        return self.trunk(x, mid_gain)
+
+    def goodness(self, f3: Tensor) -> Tensor:
+        return f3.float().pow(2).mean(dim=(1, 2, 3))
+
+    def token(self, f3: Tensor) -> Tensor:
+        return self.bottleneck(f3)
+
+    def pooled(self, f3: Tensor) -> Tensor:
+        """Global average pool of f3 (the SFF heads' input)."""
+        return f3.mean(dim=(2, 3))

@@ -1,0 +1,97 @@
+"""The Transformer and LSTM arms of the heterogeneous configuration (A9, spec §1.7).
+
+As published, the FF goodness of the Transformer arm is taken on its patch embeddings (before the encoder), so only
+the patch conv learns; the positional embedding, encoder and projection form its "bottleneck" (untrained unless
+``train_bottleneck``). The LSTM arm reads each image row as one time step (C*W features), RMS-normalised over the
+whole sequence; its goodness is the mean square of the last time step's output (both directions, 2*hidden values).
+Neither arm takes feedback (as published).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from octo.nn.octopus.common import l2_normalize
+from octo.utils.errors import ConfigError
+
+
+class TransformerReadout(nn.Module):
+    def __init__(self, num_patches: int, dim: int, layers: int, heads: int, ffn: int, dropout: float,
+                 bottleneck: int) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, num_patches, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.linear = nn.Linear(dim, bottleneck)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        z = patches.flatten(2).transpose(1, 2) + self.pos.to(patches.dtype)
+        return l2_normalize(self.linear(self.encoder(z).mean(1)))
+
+
+class TransformerArm(nn.Module):
+    kind = "transformer"
+    loss_kind = "ff"
+    accepts_input_gain = False
+    accepts_mid_gain = False
+    batch_independent = True
+
+    def __init__(self, in_channels: int, scale: int, bottleneck: int = 64, patch: int = 4, dim: int = 64,
+                 layers: int = 2, heads: int = 4, ffn: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        if scale < patch:
+            raise ConfigError(f"a transformer arm at {scale}x{scale} cannot cut {patch}x{patch} patches; "
+                              f"raise its model.scales entry or lower model.transformer.patch")
+        self.scale, self.kernel = int(scale), int(patch)
+        self.trunk = nn.Conv2d(in_channels, dim, patch, stride=patch)   # patch embedding: the only FF-trained part
+        self.bottleneck = TransformerReadout((scale // patch) ** 2, dim, layers, heads, ffn, dropout, bottleneck)
+        self.pooled_dim = dim
+
+    def forward_trunk(self, x: Tensor, in_gain: Tensor | None = None, mid_gain: Tensor | None = None) -> Tensor:
+        return self.trunk(x)
+
+    def goodness(self, patches: Tensor) -> Tensor:
+        return patches.float().pow(2).mean(dim=(1, 2, 3))
+
+    def token(self, patches: Tensor) -> Tensor:
+        return self.bottleneck(patches)
+
+    def pooled(self, patches: Tensor) -> Tensor:
+        return patches.mean(dim=(2, 3))
+
+
+class LSTMArm(nn.Module):
+    kind = "lstm"
+    loss_kind = "ff"
+    accepts_input_gain = False
+    accepts_mid_gain = False
+    batch_independent = True
+
+    def __init__(self, in_channels: int, scale: int, bottleneck: int = 64, hidden: int = 128, layers: int = 2,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        self.scale, self.kernel, self.eps = int(scale), 0, eps
+        self.trunk = nn.LSTM(in_channels * scale, hidden, layers, batch_first=True, bidirectional=True)
+        # the published code does not say whether this token is normalised; like the other arms, it is
+        self.bottleneck = nn.Linear(2 * hidden, bottleneck)
+        self.pooled_dim = 2 * hidden
+
+    def forward_trunk(self, x: Tensor, in_gain: Tensor | None = None, mid_gain: Tensor | None = None) -> Tensor:
+        b, c, h, w = x.shape
+        seq = x.permute(0, 2, 1, 3).reshape(b, h, c * w)       # one row = one time step
+        seq = seq.float()
+        seq = seq * seq.pow(2).mean(dim=(1, 2), keepdim=True).add(self.eps).rsqrt()
+        # float32 even under autocast: low-precision LSTM kernels are not available everywhere (oneDNN on CPU)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out, _ = self.trunk(seq)
+        return out[:, -1]
+
+    def goodness(self, last: Tensor) -> Tensor:
+        return last.float().pow(2).mean(dim=1)
+
+    def token(self, last: Tensor) -> Tensor:
+        return l2_normalize(self.bottleneck(last))
+
+    def pooled(self, last: Tensor) -> Tensor:
+        return last
