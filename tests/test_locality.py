@@ -43,3 +43,20 @@ def test_bp_is_one_block():
     torch.manual_seed(0)
     report = gradient_leaks(BP(MLP([1, 6, 6], [12]), num_classes=4), *_batch())
     assert report == {"network": {"own": True, "leaks_to": []}}
+
+
+def test_ff_batched_label_scoring_equals_a_per_label_loop():
+    from octo.algorithms.goodness import goodness
+    from octo.encodings.onehot import onehot_overlay
+
+    torch.manual_seed(0)
+    for skip_first in (False, True):
+        algo = FF(MLP([1, 6, 6], [12, 10, 8]), num_classes=4, predict_skip_first=skip_first)
+        x, _ = _batch()
+        batched = algo.predict(x)
+        loop = torch.zeros(x.shape[0], 4)
+        for c in range(4):
+            label = torch.full((x.shape[0],), c)
+            hs = algo.model(onehot_overlay(x, label, 4))
+            loop[:, c] = sum(goodness(h) for h in (hs[1:] if skip_first else hs))
+        assert torch.allclose(batched, loop, atol=1e-6)
