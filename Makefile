@@ -5,6 +5,9 @@ export OCTO_DATA
 SWEEP ?= ff_width_threshold
 EXP ?= ff_reference
 SCALE ?= full
+# reproduce-tables: PIECE = comma-separated sweeps (default all), ARGS = Hydra overrides for every sweep
+PIECE ?=
+ARGS ?=
 
 .PHONY: help install test test-full train run sweep tables bench reproduce-tables clean-runs
 
@@ -34,6 +37,9 @@ tables:  ## aggregate every sweep under results/runs into results/<sweep>/{runs.
 
 bench:  ## training images/s of FF vs BP on the same MLP (+ device) into results/bench/
 	$(PY) -m octo.bench
+
+reproduce-tables:  ## run/resume the OctopusNet study, then tables+figures: [SCALE=smoke] [PIECE=sweep,..] [ARGS="seed=0 ..."]
+	$(PY) -m octo.analysis.reproduce run --scale $(SCALE) $(if $(PIECE),--piece $(PIECE)) $(if $(ARGS),-- $(ARGS))
 
 clean-runs:  ## delete run folders (results/runs is git-ignored; tables under results/ stay)
 	rm -rf results/runs

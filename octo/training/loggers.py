@@ -40,12 +40,81 @@ def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
 
 
 def log_summary(loggers: list[Logger], metrics: dict) -> None:
-    """Final numbers into each logger's run summary (W&B) and metrics file (CSV)."""
+    """Final numbers into each logger: W&B gets the run summary plus the algorithm's final evaluation
+    (``metrics["evaluation"]``: resilience matrix as a ``wandb.Table``, per-arm per-class accuracy as a heatmap
+    ``wandb.Image`` and a table, attention weights as a table); every logger is then finalised (CSV writes its
+    metrics file)."""
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
             lg.experiment.summary.update(flat)
+            items, scalars = wandb_evaluation_items(metrics.get("evaluation") or {}, metrics.get("dataset"))
+            if items:
+                lg.experiment.log(items)
+            lg.experiment.summary.update(scalars)
         lg.finalize("success" if metrics.get("status") == "ok" else "failed")
+
+
+def resilience_report(evaluation: dict) -> dict:
+    """The failure report inside a final evaluation: ``evaluation["resilience"]``, or the evaluation itself when an
+    algorithm returns the report unwrapped; ``{}`` when there is none."""
+    report = evaluation.get("resilience", evaluation)
+    return report if isinstance(report, dict) and "single_failure" in report else {}
+
+
+def wandb_evaluation_items(evaluation: dict, dataset: str | None = None) -> tuple[dict, dict]:
+    """``(items to log, summary scalars)`` for a final evaluation.
+
+    Items: ``evaluation/resilience`` (Table: failure, kind, accuracy for intact, every single, every pair, each
+    unit alone), ``evaluation/specialization`` (Image: arms x classes heatmap, %) with
+    ``evaluation/specialization_table`` (Table: arm, class, accuracy) so a custom chart can be built from it, and
+    ``evaluation/attention`` (Table: arm, weight). Scalars: intact, floors, degradation, critical unit.
+    """
+    report = resilience_report(evaluation)
+    if not report:
+        return {}, {}
+    import wandb
+
+    rows = [["intact", "intact", report.get("intact")]]
+    for kind, key in (("single", "single_failure"), ("pair", "pair_failure"), ("alone", "alone")):
+        rows += [[name, kind, acc] for name, acc in (report.get(key) or {}).items()]
+    items: dict = {"evaluation/resilience": wandb.Table(columns=["failed", "kind", "accuracy"], data=rows)}
+    spec = report.get("specialization") or {}
+    if spec:
+        arms = list(spec)
+        n = len(next(iter(spec.values())))
+        classes = _class_names(n, dataset)
+        items["evaluation/specialization_table"] = wandb.Table(
+            columns=["arm", "class", "accuracy"], data=[[a, classes[c], spec[a][c]] for a in arms for c in range(n)])
+        items["evaluation/specialization"] = wandb.Image(_heatmap_rgba(spec, classes),
+                                                         caption="per-arm per-class accuracy (%)")
+    if report.get("attention"):
+        items["evaluation/attention"] = wandb.Table(columns=["arm", "weight"],
+                                                    data=[[a, w] for a, w in report["attention"].items()])
+    scalars = {f"evaluation/{k}": report[k] for k in ("intact", "floor_single", "floor_double", "degradation_single")
+               if isinstance(report.get(k), (int, float))}
+    critical = report.get("critical_arm") or report.get("critical_block")
+    if critical:
+        scalars["evaluation/critical"] = critical
+    return items, scalars
+
+
+def _class_names(n: int, dataset: str | None) -> list[str]:
+    from octo.analysis.octopus_study import CIFAR10_CLASSES
+
+    return list(CIFAR10_CLASSES) if dataset == "cifar10" and n == 10 else [f"class{c}" for c in range(n)]
+
+
+def _heatmap_rgba(spec: dict, classes: list[str]):
+    """The specialization heatmap rendered to an RGBA array (no file, no pyplot)."""
+    import numpy as np
+
+    from octo.analysis.study_figures import heatmap_figure
+
+    fig = heatmap_figure({"per-arm per-class accuracy": np.array(list(spec.values()), dtype=float) * 100},
+                         list(spec), classes, "specialization")
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())
 
 
 def finish_wandb(loggers: list[Logger]) -> None:
