@@ -50,3 +50,16 @@ def compose_cfg(tmp_path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def read_offline_log(offline_dir, expect: bytes, timeout: float = 60.0) -> bytes:
+    """The bytes of an offline W&B run's transaction log. W&B's service process may still be writing it when
+    ``wandb.finish()`` returns (seen under CPU load), so wait until ``expect`` appears or ``timeout`` passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        log = next(offline_dir.glob("run-*.wandb")).read_bytes()
+        if expect in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.5)

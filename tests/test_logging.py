@@ -2,6 +2,8 @@
 
 import json
 
+from conftest import read_offline_log
+
 from octo.train import run
 from octo.training.loggers import wandb_reachable
 
@@ -24,7 +26,7 @@ def test_wandb_goes_offline_without_network(compose_cfg, tmp_path, monkeypatch):
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     # offline runs keep config, history and summary in the run's transaction log (synced later by `wandb sync`)
-    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    log = read_offline_log(runs[0], b"test/acc")
     assert b"tiny_wandb" in log  # sweep name: the W&B group and a config value
     assert b"algorithm" in log and b"_target_" in log  # the resolved run config
     assert metrics["status"] == "ok" and b"test/acc" in log  # final metrics reach the run (history + summary)

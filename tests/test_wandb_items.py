@@ -4,6 +4,7 @@ specialization heatmap (wandb.Image) of the algorithm's final evaluation."""
 import json
 
 import pytest
+from conftest import read_offline_log
 
 from octo.algorithms.base import LocalAlgorithm
 from octo.train import run
@@ -43,7 +44,7 @@ def test_offline_run_holds_table_and_image(compose_cfg, tmp_path, monkeypatch):
     metrics = run(compose_cfg([*FAST, "logger=wandb", "sweep_name=wandb_items"]))
     assert metrics["status"] == "ok" and metrics["evaluation"] == REPORT
     (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    log = next(offline.glob("run-*.wandb")).read_bytes()
+    log = read_offline_log(offline, b"evaluation/critical")
     for key in (b"evaluation/resilience", b"evaluation/specialization", b"evaluation/specialization_table",
                 b"evaluation/attention", b"evaluation/floor_single", b"evaluation/critical"):
         assert key in log, key
