@@ -128,7 +128,8 @@ def run(cfg: DictConfig) -> dict:
         metrics.update({"status": "failed", "failure": str(err), "test/acc": None, f"val/{key}_best": None})
     metrics.update({
         "epochs": trainer.current_epoch, "wall_time_s": time.perf_counter() - t0,
-        "train_images_per_s": module.train_images_per_second(), "device": device_name(module.device),
+        "train_images_per_s": module.train_images_per_second(),
+        "device": device_name(datamodule.device),  # the training device (test teardown moves the model to CPU)
     })
     write_json_atomic(metrics_path, metrics)
     try:
