@@ -1,4 +1,4 @@
-"""Unsupervised FF (octo/algorithms/ff_unsupervised.py): golden values, locality, config switches, smoke runs."""
+"""Unsupervised FF (octo/algorithms/ff_unsupervised.py): golden values, locality, switches, smoke runs."""
 
 import math
 
@@ -45,7 +45,7 @@ def _swap_seed():
     raise AssertionError("no seed found")
 
 
-# --- golden values ---------------------------------------------------------------------------------------------
+# --- golden values ------------------------------------------------------------------------------------------
 def test_readout_features_golden():
     h1 = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     h2 = torch.tensor([[1.0], [2.0]])
@@ -96,7 +96,8 @@ def test_readout_block_golden():
     assert torch.allclose(algo.predict(x), logits, atol=1e-6)
     loss = algo.local_losses(x, torch.tensor([0]), "train", ["readout"])
     assert set(loss) == {"readout"}
-    assert loss["readout"].item() == pytest.approx(F.cross_entropy(logits, torch.tensor([0])).item(), abs=1e-6)
+    expected = F.cross_entropy(logits, torch.tensor([0])).item()
+    assert loss["readout"].item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_hybrid_negatives_mix_the_batch():
@@ -116,7 +117,7 @@ def test_hybrid_negatives_mix_the_batch():
     assert len({tuple(v.flatten().tolist()) for v in a}) > 2  # a fresh mask per negative
 
 
-# --- locality --------------------------------------------------------------------------------------------------
+# --- locality -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("norm,double", [("per_sample", False), ("frobenius_batch", True)])
 def test_every_block_learns_only_from_its_own_loss(norm, double):
     torch.manual_seed(0)
@@ -138,7 +139,7 @@ def test_losses_only_for_active_blocks():
     assert set(algo.local_losses(x, y, "train", ["layer0", "readout"])) == {"layer0", "readout"}
 
 
-# --- config -----------------------------------------------------------------------------------------------------
+# --- config -------------------------------------------------------------------------------------------------
 def test_latent_shape_uses_the_chosen_layers_widths():
     algo = FFUnsupervised(MLP([1, 6, 6], [12, 10, 8, 6]), num_classes=4)
     assert algo.readout_layers == [1, 2, 3] and algo.readout.in_features == 10 + 8 + 6
@@ -162,7 +163,7 @@ def test_single_fixed_mask_is_saved_with_the_model():
     assert algo.describe()["mask"] == "single_fixed"
 
 
-# --- smoke: every experiment end to end on synthetic data --------------------------------------------------------
+# --- smoke: every experiment end to end on synthetic data ---------------------------------------------------
 SMOKE = {
     "uff_extension": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=5"],
     "uff_extension_corrected": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=5"],

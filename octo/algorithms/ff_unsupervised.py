@@ -1,14 +1,14 @@
 """Unsupervised Forward-Forward with hybrid-image negatives and a linear read-out (spec ff.md §2.4, §6.2).
 
-Positives are the images themselves; negatives are hybrid images ``x * m + x_perm * (1 - m)`` built from smooth
-random masks, so they share local statistics with real digits but not their long-range shape. Each hidden layer is
-a block trained without labels with the FF loss (detached inputs). A separate block ``readout`` - one linear layer -
-learns the labels with cross-entropy on the **detached**, normalised activities of some hidden layers (by default
-all but the first, i.e. "the last three of four" in the paper). Prediction is one pass of the raw image through the
-layers and the read-out.
+Positives are the images themselves; negatives are hybrid images ``x * m + x_perm * (1 - m)`` built from
+smooth random masks, so they share local statistics with real digits but not their long-range shape. Each
+hidden layer is a block trained without labels with the FF loss (detached inputs). A separate block
+``readout`` - one linear layer - learns the labels with cross-entropy on the **detached**, normalised
+activities of some hidden layers (by default all but the first, i.e. "the last three of four" in the paper).
+Prediction is one pass of the raw image through the layers and the read-out.
 
-Published-code behaviour (arseniivanov/pytorch_forward_forward, the "extension") has named switches; the defaults
-are the corrected / paper behaviour:
+Published-code behaviour (arseniivanov/pytorch_forward_forward, the "extension") has named switches; the
+defaults are the corrected / paper behaviour:
 
 =========================  ==========================  =======================================================
 switch                     default (corrected)         published extension code
@@ -43,7 +43,8 @@ READOUT_NORMS = ("per_sample", "frobenius_batch")
 def readout_features(hs: Sequence[Tensor], norm: str = "per_sample", eps: float = 1e-4) -> Tensor:
     """Concatenate normalised activities ``[B, d_l]`` into ``[B, sum d_l]``.
 
-    ``per_sample``: each sample's activity vector of each layer divided by its L2 norm (+ eps, as the FF layers do).
+    ``per_sample``: each sample's activity vector of each layer over its L2 norm (+ eps, as in the FF layers).
+
     ``frobenius_batch``: each layer's whole batch matrix divided by its Frobenius norm (the extension code): a
     sample's features then depend on the batch it is evaluated in and shrink like 1/sqrt(batch size).
     """
@@ -56,14 +57,15 @@ class FFUnsupervised(LocalAlgorithm):
     """Unsupervised FF layers + a supervised linear read-out block.
 
     Args:
-        model: the :class:`~octo.nn.mlp.MLP` whose layers are trained (its ``input_shape`` gives the mask size).
+        model: the :class:`~octo.nn.mlp.MLP` whose layers are trained (its ``input_shape`` gives the mask
+        size).
         threshold: theta (per unit with ``goodness="mean"``, the reference's 2.0).
         goodness: ``mean`` (reference code) or ``sum`` (paper; scale theta by the width).
         mask: ``per_sample_fresh`` (a new smooth mask for every negative, every step; paper reading) or
             ``single_fixed`` (one mask drawn at construction and used for every negative; extension code).
         blur_iterations: binomial blurs of the mask noise (5 in the extension).
-        readout_layers: indices of the hidden layers the read-out sees; ``null`` = all but the first (all if the
-            net has one layer).
+        readout_layers: indices of the hidden layers the read-out sees; ``null`` = all but the first (all if
+            the net has one layer).
         readout_norm: ``per_sample`` (corrected) or ``frobenius_batch`` (extension).
         readout_double_softmax: apply cross-entropy to softmax outputs (extension) instead of logits.
         readout_lr: learning rate of the read-out block (``null`` = the global optimiser's).
@@ -83,15 +85,16 @@ class FFUnsupervised(LocalAlgorithm):
         if readout_lr is not None:
             check_positive("algorithm.readout_lr", readout_lr)
         if len(model.input_shape) != 3:
-            raise ConfigError(f"algorithm=ff_unsupervised needs image inputs [C, H, W], got {model.input_shape}")
+            raise ConfigError(f"algorithm=ff_unsupervised needs image inputs [C, H, W], "
+                              f"got {model.input_shape}")
         n_layers = len(model.layers)
         if readout_layers is None:
             readout_layers = list(range(1, n_layers)) if n_layers > 1 else [0]
         readout_layers = [int(i) for i in readout_layers]
         if not readout_layers or any(i < 0 or i >= n_layers for i in readout_layers) \
                 or len(set(readout_layers)) != len(readout_layers):
-            raise ConfigError(f"algorithm.readout_layers={readout_layers!r} must be distinct hidden-layer indices "
-                              f"in 0..{n_layers - 1}")
+            raise ConfigError(f"algorithm.readout_layers={readout_layers!r} must be distinct hidden-layer "
+                              f"indices in 0..{n_layers - 1}")
         self.model = model
         self.threshold = float(threshold)
         self.goodness_reduction = goodness
@@ -119,7 +122,7 @@ class FFUnsupervised(LocalAlgorithm):
     def optim_overrides(self) -> dict[str, dict]:
         return {"readout": {"lr": self.readout_lr}} if self.readout_lr is not None else {}
 
-    # --- data ------------------------------------------------------------------------------------------------
+    # --- data -----------------------------------------------------------------------------------------------
     def negatives(self, x: Tensor) -> Tensor:
         """Hybrid images of the batch with a permutation of itself."""
         if self.mask_mode == "single_fixed":
@@ -128,7 +131,7 @@ class FFUnsupervised(LocalAlgorithm):
             mask = smooth_masks(x.shape[0], x.shape[-2], x.shape[-1], self.blur_iterations, device=x.device)
         return hybrid_images(x, mask)
 
-    # --- losses ----------------------------------------------------------------------------------------------
+    # --- losses ---------------------------------------------------------------------------------------------
     def readout_logits(self, hs: Sequence[Tensor]) -> Tensor:
         feats = readout_features([hs[i].detach() for i in self.readout_layers], self.readout_norm)
         return self.readout(feats)
@@ -163,7 +166,7 @@ class FFUnsupervised(LocalAlgorithm):
             losses["readout"] = self.readout_loss(self.readout_logits(pos_hs), y)
         return losses
 
-    # --- evaluation --------------------------------------------------------------------------------------------
+    # --- evaluation -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         """One pass of the raw image; read-out logits (argmax = prediction; softmax would not change it)."""

@@ -1,37 +1,38 @@
 """Recurrent Forward-Forward (and-rewsmith/RecurrentForwardForward; spec recurrent-ff.md).
 
-A recurrent net (:class:`octo.nn.recurrent.RecurrentNet`) with bottom-up, top-down and lateral maps runs for a few
-synchronous time steps with the image clamped below and a label vector clamped above the top layer. During the first
-``prelabel_steps`` the label is neutral (1/C everywhere) and the update is undamped; then the label is clamped
-(true label for the positive stream, a wrong one for the negative stream) for ``steps`` damped steps
-``h <- (1 - damping) h + damping h_hat``.
+A recurrent net (:class:`octo.nn.recurrent.RecurrentNet`) with bottom-up, top-down and lateral maps runs for a
+few synchronous time steps with the image clamped below and a label vector clamped above the top layer. During
+the first ``prelabel_steps`` the label is neutral (1/C everywhere) and the update is undamped; then the label
+is clamped (true label for the positive stream, a wrong one for the negative stream) for ``steps`` damped
+steps ``h <- (1 - damping) h + damping h_hat``.
 
 Blocks and locality
 -------------------
-A block is one hidden layer: its forward, backward and lateral maps. Every state a layer reads (its own and its
-neighbours' previous states) is **detached**, so layer l's loss at step t has gradient only through its own new
-activity h_hat_l^t, i.e. only on its own three maps ("one-step" credit, no backprop through time, no gradient
-across layers). The pre-label steps run without a graph.
+A block is one hidden layer: its forward, backward and lateral maps. Every state a layer reads (its own and
+its neighbours' previous states) is **detached**, so layer l's loss at step t has gradient only through its
+own new activity h_hat_l^t, i.e. only on its own three maps ("one-step" credit, no backprop through time, no
+gradient across layers). The pre-label steps run without a graph.
 
 Objective
 ---------
 Badness beta(h) = mean_j h_j^2 per sample. ``objective: inverted`` (the repository) pushes positives *below*
-theta and negatives above it and predicts the label of lowest badness; ``objective: hinton`` is the paper's sign
-(positives high goodness, argmax). Each layer's loss at a labelled step is the FF softplus loss; the block loss is
-the mean over the labelled steps.
+theta and negatives above it and predicts the label of lowest badness; ``objective: hinton`` is the paper's
+sign (positives high goodness, argmax). Each layer's loss at a labelled step is the FF softplus loss; the
+block loss is the mean over the labelled steps.
 
 Updates per batch
 -----------------
-The repository steps every layer's optimiser after **every labelled time step** (T updates per layer per batch, the
-states of step t+1 computed with the weights updated at step t). ``updates: per_step`` (default) does the same
-through the module's :meth:`local_loss_steps` hook; ``updates: per_batch`` averages the T per-step losses into one
-update per batch (T times fewer updates - on MNIST it learns far slower, see results/rff/README.md).
+The repository steps every layer's optimiser after **every labelled time step** (T updates per layer per
+batch, the states of step t+1 computed with the weights updated at step t). ``updates: per_step`` (default)
+does the same through the module's :meth:`local_loss_steps` hook; ``updates: per_batch`` averages the T
+per-step losses into one update per batch (T times fewer updates - on MNIST it learns far slower, see
+results/rff/README.md).
 
 Prediction
 ----------
-All C labels in one batched pass: the pre-label steps do not depend on the label and are computed once for the batch,
-then replicated C times (label-major); the badness of every layer is averaged over the labelled steps of
-``eval_window`` (default ``[T//2 - T//10, T//2 + T//10]``, 0-based, inclusive) and over the layers.
+All C labels in one batched pass: the pre-label steps do not depend on the label and are computed once for the
+batch, then replicated C times (label-major); the badness of every layer is averaged over the labelled steps
+of ``eval_window`` (default ``[T//2 - T//10, T//2 + T//10]``, 0-based, inclusive) and over the layers.
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ class RecurrentFF(LocalAlgorithm):
         eval_window: ``[first, last]`` labelled steps (0-based, inclusive) whose badness prediction averages;
             ``null`` = the repository's ``T//2 -+ T//10``.
         predict_skip_first: leave layer 1 out of the prediction score (repository: false).
-        neg_label: ``uniform`` over the wrong labels, re-drawn for every batch (repository) or ``hardest`` (the
-            wrong label the current model scores best; the repository's optional hard negatives use a separate
-            linear classifier instead and are off in every shipped config).
+        neg_label: ``uniform`` over the wrong labels, re-drawn for every batch (repository) or ``hardest``
+            (the wrong label the current model scores best; the repository's optional hard negatives use a
+            separate linear classifier instead and are off in every shipped config).
         updates: ``per_step`` (one optimiser step per layer after every labelled step, the repository) or
             ``per_batch`` (one step per layer per batch on the mean of the T per-step losses).
     """
@@ -99,7 +100,8 @@ class RecurrentFF(LocalAlgorithm):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"algorithm.{key}={value!r} must be an int >= {low}")
         if getattr(model, "num_classes", num_classes) != num_classes:
-            raise ConfigError(f"model.num_classes={model.num_classes} differs from the data set's {num_classes}")
+            raise ConfigError(f"model.num_classes={model.num_classes} differs from the data set's "
+                              f"{num_classes}")
         window = default_window(steps) if eval_window is None else tuple(int(v) for v in eval_window)
         if len(window) != 2 or not 0 <= window[0] <= window[1] < steps:
             raise ConfigError(f"algorithm.eval_window={list(window)!r} must be [first, last] with "
@@ -121,9 +123,10 @@ class RecurrentFF(LocalAlgorithm):
     def blocks(self) -> dict[str, nn.Module]:
         return {f"layer{i}": layer for i, layer in enumerate(self.model.layers)}
 
-    # --- dynamics --------------------------------------------------------------------------------------------
+    # --- dynamics -------------------------------------------------------------------------------------------
     def neutral_label(self, batch: int, like: Tensor) -> Tensor:
-        return torch.full((batch, self.num_classes), 1.0 / self.num_classes, device=like.device, dtype=like.dtype)
+        return torch.full((batch, self.num_classes), 1.0 / self.num_classes, device=like.device,
+                          dtype=like.dtype)
 
     def onehot(self, y: Tensor, like: Tensor) -> Tensor:
         return F.one_hot(y, self.num_classes).to(like.dtype)
@@ -160,12 +163,13 @@ class RecurrentFF(LocalAlgorithm):
                 return hardest_wrong_labels(self.predict(x), y)
         return wrong_labels(y, self.num_classes, "uniform")
 
-    # --- losses ----------------------------------------------------------------------------------------------
-    def labelled_step_losses(self, x: Tensor, y: Tensor, active: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-        """Per labelled time step, the loss of every active layer (the repository steps the optimisers after each).
+    # --- losses ---------------------------------------------------------------------------------------------
+    def labelled_step_losses(self, x: Tensor, y: Tensor, active: Sequence[str]
+                             ) -> Iterator[dict[str, Tensor]]:
+        """Per labelled time step, the loss of every active layer (the repository steps after each one).
 
-        Positive and negative streams are one batch of 2B (positives first) with separate states; they share the
-        pre-label states, which do not depend on the label.
+        Positive and negative streams are one batch of 2B (positives first) with separate states; they share
+        the pre-label states, which do not depend on the label.
         """
         names = list(self.blocks())
         grad_layers = [names.index(a) for a in active if a in names]
@@ -186,7 +190,8 @@ class RecurrentFF(LocalAlgorithm):
 
     def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
         """Mean over the labelled steps of each active layer's per-step loss (one update per batch, with the
-        weights of the batch's start; what ``updates: per_batch`` steps on and what the locality check reads)."""
+        weights of the batch's start; what ``updates: per_batch`` steps on and what the locality check
+        reads)."""
         total: dict[str, Tensor] = {}
         for losses in self.labelled_step_losses(x, y, active):
             for k, v in losses.items():
@@ -195,18 +200,18 @@ class RecurrentFF(LocalAlgorithm):
 
     def local_loss_steps(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]
                          ) -> Iterator[dict[str, Tensor]]:
-        """``per_step``: the module steps after each labelled step, before the next one is computed (repository);
-        ``per_batch``: one step on the mean."""
+        """``per_step``: the module steps after each labelled step, before the next one is computed
+        (repository); ``per_batch``: one step on the mean."""
         if self.updates == "per_step":
             yield from self.labelled_step_losses(x, y, active)
         else:
             yield self.local_losses(x, y, phase, active)
 
-    # --- evaluation --------------------------------------------------------------------------------------------
+    # --- evaluation -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def layer_badness(self, x: Tensor) -> Tensor:
-        """``[L, B, C]``: every layer's badness averaged over the eval window, for every candidate label, in one
-        batched run (pre-label steps computed once and replicated)."""
+        """``[L, B, C]``: every layer's badness averaged over the eval window, for every candidate label, in
+        one batched run (pre-label steps computed once and replicated)."""
         b, c = x.shape[0], self.num_classes
         xf = self.model.flatten(x)
         states = [s.repeat(c, 1) for s in self.prelabel(xf)]  # label-major: row c * B + j

@@ -1,10 +1,10 @@
-"""The recurrent network of Recurrent Forward-Forward (spec recurrent-ff.md §1): bottom-up, top-down and lateral maps.
+"""The network of Recurrent Forward-Forward (spec recurrent-ff.md §1): bottom-up, top-down and lateral maps.
 
-Hidden layers H_1..H_L sit between the input x (below) and a label vector (above the top layer). Every layer owns
-three linear maps - forward F_l (from the layer below), backward B_l (from the layer above; the top layer's reads the
-label) and lateral R_l (from its own previous state) - and all layers update synchronously from the previous step's
-states. This module only computes one time step; which states are detached, when damping applies and what the loss
-is belongs to :class:`octo.algorithms.recurrent_ff.RecurrentFF`.
+Hidden layers H_1..H_L sit between the input x (below) and a label vector (above the top layer). Every layer
+owns three linear maps - forward F_l (from the layer below), backward B_l (from the layer above; the top
+layer's reads the label) and lateral R_l (from its own previous state) - and all layers update synchronously
+from the previous step's states. This module only computes one time step; which states are detached, when
+damping applies and what the loss is belongs to :class:`octo.algorithms.recurrent_ff.RecurrentFF`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ NORMALIZATIONS = ("rms", "l2")
 
 
 def rms_normalize(v: Tensor, eps: float = 1e-8) -> Tensor:
-    """v / sqrt(mean_j v_j^2 + eps) per sample: unit mean square (length sqrt(d)), the RFF code's normalisation."""
+    """v / sqrt(mean_j v_j^2 + eps) per sample: unit mean square (length sqrt(d)), as the RFF code."""
     return v / torch.sqrt(v.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
@@ -41,8 +41,8 @@ class RecurrentLayer(nn.Module):
         self.forward_map = nn.Linear(d_below, d, bias=bias)
         self.backward_map = nn.Linear(d_above, d, bias=bias)
         self.lateral_map = nn.Linear(d, d, bias=bias) if lateral else None
-        # spec §1.3: Kaiming-uniform forward, U(+-0.05) backward ("amplified" N(0, (3 sqrt(2/C))^2) for the label
-        # map of the top layer), orthogonal with gain sqrt(2) lateral; biases keep PyTorch's default init
+        # spec §1.3: Kaiming-uniform forward, U(+-0.05) backward ("amplified" N(0, (3 sqrt(2/C))^2) for the
+        # label map of the top layer), orthogonal with gain sqrt(2) lateral; biases keep PyTorch's init
         nn.init.kaiming_uniform_(self.forward_map.weight, nonlinearity="relu")
         if top:
             nn.init.normal_(self.backward_map.weight, 0.0, 3.0 * math.sqrt(2.0 / num_classes))
@@ -69,8 +69,8 @@ class RecurrentNet(nn.Module):
         bias: biases on every map (current repository) or none (the README-claim commit ``86f6d29``).
         lateral: same-layer recurrent maps (repository) or none (Hinton's Fig. 3 net).
         activation: ``leaky_relu`` (slope 0.01, what the code runs whatever its config says) or ``relu``.
-        normalization: ``rms`` (unit mean square, repository) or ``l2`` (unit length) for the hidden states a layer
-            reads; raw pixels and the raw label vector are never normalised.
+        normalization: ``rms`` (unit mean square, repository) or ``l2`` (unit length) for the hidden states a
+            layer reads; raw pixels and the raw label vector are never normalised.
         eps: inside the square root of the normalisation (1e-8).
     """
 
