@@ -23,6 +23,17 @@ def mnist_available() -> bool:
 needs_mnist = pytest.mark.skipif(not mnist_available(), reason=f"MNIST copy not found under {DATA}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Test tensors are tiny: one torch thread is as fast, and immune to OpenMP spin-waiting on a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
     """compose(overrides) -> DictConfig with paths pointed into tmp_path, as @hydra.main would build it."""

@@ -11,14 +11,6 @@ from octo.nn.cnn import ConvNet
 from octo.utils.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_convnet_blocks_and_features():
     net = ConvNet([3, 16, 16], channels=[4, 8, 8], convs_per_block=2)
     assert len(net.blocks) == 3 and net.out_features == 8

@@ -13,14 +13,6 @@ from octo.utils.errors import ConfigError
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and avoids OpenMP spin-waiting on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def _batch(n=16):
     g = torch.Generator().manual_seed(0)
     return torch.randn(n, 1, 6, 6, generator=g), torch.randint(0, 4, (n,), generator=g)

@@ -12,15 +12,6 @@ TINY = dict(channels=[4, 8, 8], bottleneck=8, coordinator={"hidden": 8},
             transformer={"dim": 8, "heads": 2, "ffn": 8}, lstm={"hidden": 4})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def count(m) -> int:
     return sum(p.numel() for p in m.parameters())
 

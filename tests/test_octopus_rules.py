@@ -17,15 +17,6 @@ TINY = dict(channels=[4, 8, 8], bottleneck=8, coordinator={"hidden": 8}, cg={"ch
             transformer={"dim": 8, "heads": 2, "ffn": 8}, lstm={"hidden": 4})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def algo(net_kw=None, **kw) -> Octopus:
     torch.manual_seed(0)
     return Octopus(OctopusNet([3, 8, 8], 4, **{**TINY, **(net_kw or {})}), 4, **kw)

@@ -14,15 +14,6 @@ SMALL = ["dataset=synthetic", "trainer=debug", "trainer.max_epochs=1", "trainer.
          "model.channels=[4,8,8]",
          "model.bottleneck=8", "model.coordinator.hidden=8", "model.cg.channels_per_group=2"]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 PRESETS = {"octopus_ff_standard": "coordinator", "octopus_sff": "sff_heads", "octopus_a18b": "coordinator",
            "octopus_a6b": "coordinator", "octopus_a21": "coordinator", "octopus_a21b": "coordinator"}
 
