@@ -179,6 +179,24 @@ def test_write_sweep_outputs(runs_root: Path, tmp_path: Path) -> None:
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_tables_of_a_sweep_made_in_pieces_add_up(tmp_path: Path) -> None:
+    # piece 1 ran seeds 0-1 on one machine, piece 2 seed 2 on another (piece 1's folders are gone there): the
+    # committed runs.csv must end with all three, and a re-collected run replaces its old row
+    out = tmp_path / "results" / "piece_sweep"
+    first = tmp_path / "machine1" / "piece_sweep"
+    for seed, acc in ((0, 0.50), (1, 0.52)):
+        make_job(first / f"seed={seed}", {"seed": seed}, "piece_sweep", metrics(acc, seed))
+    write_sweep_outputs(first, out)
+    second = tmp_path / "machine2" / "piece_sweep"
+    make_job(second / "seed=2", {"seed": 2}, "piece_sweep", metrics(0.54, 2))
+    make_job(second / "seed=1", {"seed": 1}, "piece_sweep", metrics(0.56, 1))  # re-run of seed 1 wins
+    paths = write_sweep_outputs(second, out)
+    back = pd.read_csv(paths["runs"])
+    assert sorted(back["run_dir"]) == ["seed=0", "seed=1", "seed=2"]
+    assert dict(zip(back["run_dir"], back["test/acc"])) == {"seed=0": 0.50, "seed=1": 0.56, "seed=2": 0.54}
+    assert "53.33 ± 3.06 (n=3)" in paths["table"].read_text()  # mean of 50, 56, 54; sd = sqrt(28/3)
+
+
 def test_figure_when_all_runs_failed(tmp_path: Path) -> None:
     sweep = tmp_path / "dead"
     for seed in range(2):

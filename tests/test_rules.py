@@ -109,3 +109,42 @@ def test_smooth_masks_and_hybrids():
     a, b = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
     m = torch.tensor([[[[True, False], [False, True]]]])
     assert hybrid_images(a, m, partner=b).flatten().tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("value", [None, 1.5])
+def test_labelled_first_layer_equals_overlay_then_forward(normalize, value):
+    # FF's first layer computes the image part once for all labels; outputs and weight gradients must equal the
+    # plain overlay-then-forward path
+    from octo.nn.mlp import NormLinear
+
+    torch.manual_seed(0)
+    layer = NormLinear(20, 7, normalize_input=normalize)
+    x = torch.randn(5, 1, 4, 5)
+    labels = torch.tensor([[0, 1, 2, 3, 2], [3, 3, 0, 1, 1]])
+    v = x.max() if value is None else torch.tensor(value)
+    fast = layer.forward_labelled(x, labels, 4, v)
+    slow = torch.cat([layer(onehot_overlay(x, row, 4, value).reshape(5, -1)) for row in labels])
+    assert fast.shape == (10, 7)
+    assert torch.allclose(fast, slow, atol=1e-6)
+    g_fast = torch.autograd.grad(fast.pow(2).sum(), list(layer.parameters()))
+    g_slow = torch.autograd.grad(slow.pow(2).sum(), list(layer.parameters()))
+    for a, b in zip(g_fast, g_slow):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_ff_losses_equal_the_overlay_path():
+    from octo.algorithms.ff import FF
+    from octo.nn.mlp import MLP
+
+    torch.manual_seed(0)
+    algo = FF(MLP([1, 6, 6], [12, 10]), num_classes=4, neg_label="shuffle")
+    x, y = torch.randn(8, 1, 6, 6), torch.randint(0, 4, (8,))
+    torch.manual_seed(1)
+    fast = algo.local_losses(x, y, "train", ["layer0", "layer1"])
+    torch.manual_seed(1)
+    neg = wrong_labels(y, 4, "shuffle")
+    h = algo.model(torch.cat([onehot_overlay(x, y, 4), onehot_overlay(x, neg, 4)]))
+    for i, hi in enumerate(h):
+        g = goodness(hi)
+        assert fast[f"layer{i}"].item() == pytest.approx(ff_loss(g[:8], g[8:], 2.0).item(), abs=1e-6)

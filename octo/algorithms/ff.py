@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from octo.algorithms.base import LocalAlgorithm
 from octo.algorithms.goodness import GOODNESS, ff_loss, goodness
 from octo.encodings.negatives import WRONG_LABEL_MODES, hardest_wrong_labels, wrong_labels
-from octo.encodings.onehot import onehot_all_labels, onehot_overlay
 from octo.nn.mlp import MLP
 from octo.utils.errors import ConfigError, check_choice, check_positive
 
@@ -67,18 +66,25 @@ class FF(LocalAlgorithm):
                 return hardest_wrong_labels(self.predict(x), y)
         return wrong_labels(y, self.num_classes, self.neg_label)
 
+    def _label_value(self, x: Tensor) -> Tensor | float:
+        # None = the reference's choice: the maximum of the whole (unlabelled) batch
+        return x.max() if self.label_value is None else self.label_value
+
+    def _first_layer(self, x: Tensor, labels: Tensor) -> Tensor:
+        """Layer 0 on ``x`` overlaid with each row of ``labels`` ([K, B]), as [K * B, width], from one matmul."""
+        return self.model.layers[0].forward_labelled(x, labels, self.num_classes, self._label_value(x))
+
     def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
         names = list(self.blocks())
         last = max((names.index(a) for a in active), default=-1)
-        pos = onehot_overlay(x, y, self.num_classes, self.label_value)
-        neg = onehot_overlay(x, self._negative_labels(x, y), self.num_classes, self.label_value)
-        h = self.model.flatten(torch.cat([pos, neg]))
+        labels = torch.stack([y, self._negative_labels(x, y)])    # positives, then negatives
         b = x.shape[0]
         losses = {}
+        h = None
         for i, layer in enumerate(self.model.layers[: last + 1]):
             # detach: layer i learns only from its own loss; frozen layers below run without a graph
             with torch.set_grad_enabled(names[i] in active and torch.is_grad_enabled()):
-                h = layer(h.detach())
+                h = self._first_layer(x, labels) if i == 0 else layer(h.detach())
             if names[i] in active:
                 g = goodness(h, self.goodness_reduction)
                 losses[names[i]] = ff_loss(g[:b], g[b:], self.threshold)
@@ -86,9 +92,14 @@ class FF(LocalAlgorithm):
 
     def layer_goodness(self, x: Tensor) -> Tensor:
         """``[L, B, C]``: goodness of every layer for every sample with every candidate label, in one pass."""
-        b = x.shape[0]
-        hs = self.model(onehot_all_labels(x, self.num_classes, self.label_value))
-        return torch.stack([goodness(h, self.goodness_reduction).view(self.num_classes, b).T for h in hs])
+        b, c = x.shape[0], self.num_classes
+        candidates = torch.arange(c, device=x.device).view(c, 1).expand(c, b)   # label-major, like onehot_all_labels
+        h = self._first_layer(x, candidates)
+        gs = [goodness(h, self.goodness_reduction)]
+        for layer in self.model.layers[1:]:
+            h = layer(h)
+            gs.append(goodness(h, self.goodness_reduction))
+        return torch.stack([g.view(c, b).T for g in gs])
 
     def predict(self, x: Tensor) -> Tensor:
         g = self.layer_goodness(x)

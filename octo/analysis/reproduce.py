@@ -33,9 +33,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from octo.analysis.collect import collect, find_job_dirs, sort_rows
+from octo.analysis.collect import collect, find_job_dirs
 from octo.analysis.octopus_study import SWEEPS, sweep
-from octo.analysis.tables import _write_text_atomic
+from octo.analysis.tables import _write_text_atomic, merge_runs
 
 REPO = Path(__file__).resolve().parents[2]
 SCALES = ("full", "smoke")
@@ -93,14 +93,10 @@ def run_sweep(name: str, layout: Layout, overrides: Sequence[str] = ()) -> int:
 def load_runs(name: str, layout: Layout) -> pd.DataFrame:
     """The runs of sweep ``name``: its run folders merged into ``runs.csv`` (rewritten), or ``runs.csv`` alone."""
     path = layout.runs_csv(name)
-    old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
     folder = layout.runs / name
     if not (folder.is_dir() and find_job_dirs(folder)):
-        return old
-    new = collect(folder)
-    if not old.empty and "run_dir" in old.columns:
-        old = old[~old["run_dir"].isin(new["run_dir"])]
-    merged = sort_rows(pd.concat([old, new], ignore_index=True), ["run_dir"]) if not old.empty else new
+        return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+    merged = merge_runs(path, collect(folder))
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_text_atomic(path, merged.to_csv(index=False))
     return merged

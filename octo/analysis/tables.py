@@ -169,13 +169,15 @@ def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str 
                         keys: Sequence[str] | None = None) -> dict[str, Path]:
     """Collect the sweep and write ``runs.csv``, ``table.md``, ``figure.png`` and ``figure.pdf``.
 
-    ``runs.csv`` has every run (failed and incomplete too), columns in :func:`collect`'s order, rows sorted.
+    ``runs.csv`` has every run (failed and incomplete too), columns in :func:`collect`'s order, rows sorted. Runs
+    already in ``out_dir/runs.csv`` whose folders are not in ``sweep_dir`` are kept (:func:`merge_runs`), so a
+    sweep made in pieces on different machines adds up instead of the last piece replacing the others.
     Returns ``{"runs": ..., "table": ..., "figure": ..., "figure_pdf": ...}``.
     """
     from octo.analysis.plots import sweep_figure  # seaborn takes a second to import: only load it here
 
     out_dir = Path(out_dir)
-    df = collect(sweep_dir)
+    df = merge_runs(out_dir / "runs.csv", collect(sweep_dir))
     keys = default_keys(df) if keys is None else list(keys)
     summary = summarize(df, keys, metric)
     names = df["sweep_name"].dropna().unique() if "sweep_name" in df.columns else []
@@ -190,6 +192,24 @@ def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str 
     sweep_figure(df, keys, metric, paths["figure"], title=title)
     sweep_figure(df, keys, metric, paths["figure_pdf"], title=title)
     return paths
+
+
+def merge_runs(runs_csv: str | Path, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` plus the rows of an existing ``runs_csv`` that ``new`` does not have (keyed by ``run_dir``).
+
+    A re-collected run replaces its old row (it may have finished since); a row whose folder is gone (another
+    machine, a cleaned ``results/runs``) stays. Nothing is written here.
+    """
+    path = Path(runs_csv)
+    if not (path.exists() and path.stat().st_size):
+        return new
+    old = pd.read_csv(path)
+    if old.empty or "run_dir" not in old.columns:
+        return new
+    old = old[~old["run_dir"].isin(new["run_dir"])] if "run_dir" in new.columns else old
+    if old.empty:
+        return new
+    return sort_rows(pd.concat([old, new], ignore_index=True), ["run_dir"])
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -11,7 +11,10 @@ from torch import Tensor, nn
 from octo.utils.errors import ConfigError
 
 
-def length_normalize(x: Tensor, eps: float = 1e-4) -> Tensor:
+LENGTH_EPS = 1e-4
+
+
+def length_normalize(x: Tensor, eps: float = LENGTH_EPS) -> Tensor:
     """x / (||x||_2 + eps) per sample: Hinton's "layer norm without mean subtraction".
 
     Only the direction of the previous layer's activity is passed on; its length (that layer's goodness) is hidden
@@ -33,6 +36,30 @@ class NormLinear(nn.Module):
         if self.normalize_input:
             x = length_normalize(x)
         return torch.relu(self.linear(x))
+
+    def forward_labelled(self, x: Tensor, labels: Tensor, num_classes: int, value: Tensor | float) -> Tensor:
+        """``self(onehot_overlay(x, labels[k]))`` for every row ``k`` of ``labels`` (``[K, B]``), as ``[K * B, d_out]``.
+
+        The one-hot overlay rewrites only the first ``num_classes`` inputs (one of them to ``value``, the rest to
+        0), so every labelled copy of an image has the same length and the same image part. Its pre-activation is
+        ``(W[:, C:] x[C:] + value * W[:, label]) / n + b`` with one ``n`` per image: one matmul per image instead
+        of one per (image, label) pair. FF's positives and negatives, and its scoring of all C labels, cost the
+        first layer one image's worth of compute. Equal to the overlay-then-forward path up to float rounding
+        (tests/test_rules.py).
+        """
+        c, w = num_classes, self.linear.weight
+        flat = x.reshape(x.shape[0], -1)
+        img = flat[:, c:]
+        value = torch.as_tensor(value, dtype=flat.dtype, device=flat.device)
+        # per image: scale = 1 / (||x|| + eps) as in length_normalize, with ||x||^2 = ||img||^2 + value^2
+        scale = 1 / ((img.pow(2).sum(1) + value * value).sqrt() + LENGTH_EPS) if self.normalize_input \
+            else torch.ones_like(flat[:, 0])
+        base = torch.addmm(self.linear.bias, img * scale[:, None], w[:, c:].T)          # [B, d_out], shared
+        coef = nn.functional.one_hot(labels, c).to(flat.dtype) * (value * scale)[None, :, None]  # [K, B, C]
+        # one fused kernel adds each label's column to the shared part ([K, B, d_out]); memory-bound work on the
+        # K-times larger tensor is what dominates on a CPU, so it is kept to this op, the ReLU and the goodness
+        out = torch.relu(torch.baddbmm(base.unsqueeze(0), coef, w[:, :c].T.unsqueeze(0).expand(len(labels), c, -1)))
+        return out.reshape(-1, out.shape[-1])
 
 
 class MLP(nn.Module):
