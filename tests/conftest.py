@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -74,3 +75,21 @@ def read_offline_log(offline_dir, expect: bytes, timeout: float = 60.0) -> bytes
         if expect in log or time.monotonic() > deadline:
             return log
         time.sleep(0.5)
+
+
+def write_stl10(folder: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """``images`` row-major uint8 [N, 3, 96, 96] written the way STL-10 stores them: column-major per channel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images.transpose(0, 1, 3, 2).astype(np.uint8).tofile(folder / f"{split}_X.bin")
+    labels.astype(np.uint8).tofile(folder / f"{split}_y.bin")
+
+
+def tiny_stl10(root: Path, n_train: int = 12, n_test: int = 6) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        labels = (np.arange(n) % 10 + 1).astype(np.uint8)  # STL-10 labels are 1..10
+        write_stl10(root / "stl10_binary", split, images, labels)
+        out[split] = images, labels
+    return out

@@ -21,6 +21,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import tiny_stl10, write_stl10
+
 from octo.data import cifar, sources
 from octo.data.augment import crop_flip
 from octo.data.datamodule import DeviceDataModule
@@ -480,7 +482,7 @@ def test_cifar10_pickles_preferred_over_jpeg(tmp_path):
 
 
 # --- configs and Lightning ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic"])
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "stl10", "synthetic"])
 def test_dataset_configs_instantiate(name, tmp_path):
     paths = {"data_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
     cfg = OmegaConf.create({"seed": 7, "paths": paths,
@@ -553,3 +555,56 @@ def test_loaders_on_cuda(tmp_path):
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     x, y = next(iter(dm.test_dataloader()))
     assert x.is_cuda and y.is_cuda
+
+
+# --- STL-10 (binary release; no offline copy, so generated files in its exact layout) -----------------------
+
+def test_stl10_binary_orientation_and_labels(tmp_path):
+    written = tiny_stl10(tmp_path)
+    for split in ("train", "test"):
+        x, y = load_split("stl10", split, tmp_path, tmp_path / "cache")
+        assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, 96, 96)
+        # rows stay rows: the column-major file is transposed back (an untransposed read would swap H and W)
+        assert np.array_equal(x.numpy(), written[split][0])
+        assert y.tolist() == [int(v) - 1 for v in written[split][1]]
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    ("truncate", ["train_X.bin", "not a whole number", "stl10_binary/"]),
+    ("labels", ["train_y.bin", "1..10"]),
+    ("count", ["train_y.bin", "labels for the"]),
+    ("missing", ["stl10 train data not found", "stl10_binary", "download=true"]),
+])
+def test_stl10_errors(tmp_path, damage, fragments):
+    tiny_stl10(tmp_path)
+    folder = tmp_path / "stl10_binary"
+    if damage == "truncate":
+        data = (folder / "train_X.bin").read_bytes()
+        (folder / "train_X.bin").write_bytes(data[:-100])
+    elif damage == "labels":
+        np.full(12, 11, dtype=np.uint8).tofile(folder / "train_y.bin")
+    elif damage == "count":
+        np.ones(11, dtype=np.uint8).tofile(folder / "train_y.bin")
+    else:
+        import shutil
+        shutil.rmtree(folder)
+    with pytest.raises(DataError) as exc_info:
+        load_split("stl10", "train", tmp_path, tmp_path / "cache")
+    one_line_error(exc_info, *fragments)
+
+
+def test_stl10_resized_once_at_load_time(tmp_path):
+    # the STL10_cls recipes' Resize(32): a flat colour stays that colour, and the module serves 32x32 images
+    images = np.zeros((12, 3, 96, 96), dtype=np.uint8)
+    images[:, 0], images[:, 1], images[:, 2] = 200, 100, 7
+    write_stl10(tmp_path / "stl10_binary", "train", images, np.arange(12) % 10 + 1)
+    write_stl10(tmp_path / "stl10_binary", "test", images[:6], np.arange(6) + 1)
+    dm = DeviceDataModule("stl10", tmp_path, tmp_path / "cache", mean=[0.0] * 3, std=[1.0] * 3, num_classes=10,
+                          input_shape=[3, 32, 32], val_size=2, resize=32)
+    dm.setup("fit")
+    x, _ = dm.splits["train"]
+    assert tuple(x.shape) == (10, 3, 32, 32)
+    assert x[:, 0].unique().tolist() == [200] and x[:, 2].unique().tolist() == [7]
+    with pytest.raises(ConfigError, match="resize"):
+        DeviceDataModule("stl10", tmp_path, tmp_path, mean=[0.0] * 3, std=[1.0] * 3, num_classes=10,
+                         input_shape=[3, 32, 32], resize=0)

@@ -38,6 +38,18 @@ def _check_int(name: str, value: Any, minimum: int, allow_full: bool = False) ->
         raise ConfigError(f"dataset.{name}={value!r} must be an int >= {minimum}{extra}")
 
 
+def resize_images(x: Tensor, size: int, chunk: int = 1000) -> Tensor:
+    """uint8 ``[N, C, H, W]`` -> uint8 ``[N, C, size, size]``, bilinear with antialiasing, once at load time.
+
+    This is torchvision's ``Resize(size)`` on square images (what the STL-10 classification recipes use), done
+    before the data goes to the device so that no step pays for it. Chunked to bound the float copy's memory.
+    """
+    out = [torch.nn.functional.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+           for part in x.split(chunk)]
+    return torch.cat(out) if out else x.new_zeros((0, x.shape[1], size, size))
+
+
 class DeviceDataModule(L.LightningDataModule):
     """One image classification data set, held on the training device as uint8 tensors.
 
@@ -49,7 +61,7 @@ class DeviceDataModule(L.LightningDataModule):
                  mean: Sequence[float], std: Sequence[float], num_classes: int, input_shape: Sequence[int],
                  batch_size: int = 128, eval_batch_size: int = 1000, val_size: int = 5000, val_seed: int = 0,
                  train_subset: int | None = None, augment: Mapping | None = None, download: bool = False,
-                 synthetic: Mapping | None = None, shuffle_seed: int = 0) -> None:
+                 synthetic: Mapping | None = None, shuffle_seed: int = 0, resize: int | None = None) -> None:
         super().__init__()
         check_choice("dataset.name", name, DATASETS)
         mean, std, input_shape = _plain(mean), _plain(std), _plain(input_shape)
@@ -62,6 +74,8 @@ class DeviceDataModule(L.LightningDataModule):
         _check_int("num_classes", num_classes, 2)
         if train_subset is not None:
             _check_int("train_subset", train_subset, 1)
+        if resize is not None:
+            _check_int("resize", resize, 1)
         if (not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3
                 or not all(isinstance(s, int) and s >= 1 for s in input_shape)):
             raise ConfigError(f"dataset.input_shape={input_shape!r} must be three positive ints [C, H, W]")
@@ -91,6 +105,7 @@ class DeviceDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.val_seed, self.train_subset = val_size, val_seed, train_subset
         self.augment, self.synthetic, self.shuffle_seed = augment, synthetic, shuffle_seed
+        self.resize = resize
         self._num_classes, self._input_shape = num_classes, tuple(input_shape)
         self.train_passes = 1
         self.device = torch.device("cpu")
@@ -134,6 +149,8 @@ class DeviceDataModule(L.LightningDataModule):
         kwargs = {"download": self.download, "synthetic": self.synthetic}
         train_x, train_y = load_split(self.name, "train", self.root, self.cache_dir, **kwargs)
         test_x, test_y = load_split(self.name, "test", self.root, self.cache_dir, **kwargs)
+        if self.resize is not None:
+            train_x, test_x = resize_images(train_x, self.resize), resize_images(test_x, self.resize)
         synthetic = self.name == "synthetic"
         self.source = ("generated" if synthetic
                        else str(resolve_source(self.name, "train", self.root, self.download)))

@@ -15,21 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from octo.data import cache, cifar, idx
+from octo.data import cache, cifar, idx, stl10
 from octo.data.synthetic import make_synthetic
 from octo.utils.errors import DataError, check_choice
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "stl10", "synthetic")
 SPLITS = ("train", "test")
 
 #: classes of each real data set, to catch label files that do not belong to it
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "stl10": 10}
 #: sizes of the canonical files; other sizes (a generated fixture, a subset) only get a warning, because the
 #: integrity of the files themselves is checked from their headers and decoders
 CANONICAL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
-                   "cifar100": (50000, 10000)}
+                   "cifar100": (50000, 10000), "stl10": (5000, 8000)}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 #: where the Debian package ``dataset-fashion-mnist`` installs the four IDX .gz files
@@ -53,6 +53,7 @@ def hint(name: str) -> str:
                           "(or apt-get install dataset-fashion-mnist)"),
         "cifar10": f"{CIFAR10_ARCHIVE} or cifar-10-batches-py/",
         "cifar100": "cifar-100-python/",
+        "stl10": f"{stl10.FOLDER}/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin)",
     }[name]
     return (f"set OCTO_DATA or paths.data_dir to a folder holding {wanted}, "
             "or pass dataset.download=true when online")
@@ -80,6 +81,13 @@ def find_source(name: str, split: str, root: str | os.PathLike) -> Path:
                 return d
         looked = ", ".join(str(d) for d in idx_dirs(name, root))
         raise DataError(f"{name} {split} data not found: no {stem}(.gz) in {looked}; {hint(name)}")
+    if name == "stl10":
+        candidates = [root / stl10.FOLDER, root / "stl10" / stl10.FOLDER]
+        for c in candidates:
+            if c.is_dir():
+                return c
+        raise DataError(f"stl10 {split} data not found: none of {', '.join(map(str, candidates))} exists; "
+                        f"{hint(name)}")
     folder = CIFAR_PICKLES[name][0]
     candidates = [root / folder]
     if name == "cifar10":
@@ -96,10 +104,13 @@ def _download(name: str, root: Path) -> None:
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10,
-           "cifar100": tvd.CIFAR100}[name]
+           "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
     try:
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
+        for split in SPLITS:
+            if name == "stl10":
+                cls(str(root), split=split, download=True)
+            else:
+                cls(str(root), train=split == "train", download=True)
     except Exception as err:  # noqa: BLE001 - URLError, HTTPError, OSError, RuntimeError(checksum): all one cause
         msg = " ".join(str(err).split())  # one line, whatever the library put in its message
         raise DataError(f"downloading {name} into {root} with torchvision failed "
@@ -129,6 +140,8 @@ def _read(name: str, split: str, source: Path, cache_dir: Path) -> tuple[np.ndar
     """Dispatch on the kind of source found by :func:`find_source`."""
     if name in _TORCHVISION_DIRS:
         return idx.read_idx_split(source, split, hint(name))
+    if name == "stl10":
+        return stl10.read_split(source, split, hint(name))
     folder, files, label_key = CIFAR_PICKLES[name]
     if source.name == folder:
         return cifar.read_pickle_batches(source, files[split], label_key, hint(name))
@@ -167,6 +180,8 @@ def resolve_source(name: str, split: str, root: str | os.PathLike, download: boo
     root = Path(root)
     if name in _TORCHVISION_DIRS:
         return root / _TORCHVISION_DIRS[name] / "raw"
+    if name == "stl10":
+        return root / stl10.FOLDER
     return root / CIFAR_PICKLES[name][0]
 
 
