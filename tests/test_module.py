@@ -90,3 +90,18 @@ def test_divergence_is_detected():
 def test_bad_layout_is_a_config_error():
     with pytest.raises(ConfigError, match="joint, per_block"):
         Simultaneous(optimizer_layout="both")
+
+
+def test_greedy_uneven_shares():
+    # the extension's UFF recipe: 4 layers x 1000 full-batch steps, then the read-out for 500
+    g = Greedy(shares=[2, 2, 2, 2, 1])
+    blocks = ["layer0", "layer1", "layer2", "layer3", "readout"]
+    owner = [g.active(blocks, e, 4500)[0] for e in range(4500)]
+    assert [owner.count(b) for b in blocks] == [1000, 1000, 1000, 1000, 500]
+    assert owner[999] == "layer0" and owner[1000] == "layer1" and owner[3999] == "layer3" and owner[4000] == "readout"
+    assert Greedy(shares=[1, 1]).active(["a", "b"], 3, 4) == Greedy().active(["a", "b"], 3, 4) == ["b"]
+    with pytest.raises(ConfigError, match="one share per block"):
+        g.active(["layer0", "readout"], 0, 10)
+    for bad in ([], [1, 0], [1, "x"]):
+        with pytest.raises(ConfigError, match="coordinator.shares"):
+            Greedy(shares=bad)

@@ -43,6 +43,7 @@ class LocalLearningModule(L.LightningModule):
         self.grad_clip = grad_clip
         self.finite_check_every = max(1, int(finite_check_every))
         self.block_names = list(algorithm.blocks())
+        schedule.check(self.block_names)  # a schedule that does not fit the blocks fails before training
         # our own counters: trainer.global_step counts every optimiser step (Lightning #17958), so with
         # per-block optimisers it is multiplied by the number of blocks
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long), persistent=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from octo.utils.errors import check_choice
+from octo.utils.errors import ConfigError, check_choice
 
 LAYOUTS = ("joint", "per_block")
 
@@ -25,6 +25,9 @@ class Schedule:
         check_choice("coordinator.optimizer_layout", optimizer_layout, LAYOUTS)
         self.optimizer_layout = optimizer_layout
 
+    def check(self, blocks: Sequence[str]) -> None:
+        """Raise ConfigError if this schedule cannot drive ``blocks`` (called before training)."""
+
     def active(self, blocks: Sequence[str], epoch: int, max_epochs: int) -> list[str]:
         return list(blocks)
 
@@ -34,12 +37,42 @@ class Simultaneous(Schedule):
 
 
 class Greedy(Schedule):
-    """Greedy layer-by-layer: the epochs are split evenly, block k trains alone in its share, then freezes.
+    """Greedy layer-by-layer: the epochs are split over the blocks, block k trains alone in its share, then freezes.
 
     With ``trainer.max_epochs=2000`` and 2 layers, layer 0 gets epochs 0..999 and layer 1 epochs 1000..1999: with a
     full-batch loader this is the reference FF recipe of 1000 steps per layer.
+
+    Args:
+        optimizer_layout: see :class:`Schedule`.
+        shares: relative share of the epochs for each block, in block order (``null`` = equal shares). The
+            unsupervised FF extension trains 4 layers for 1000 steps and its read-out for 500:
+            ``shares=[2, 2, 2, 2, 1]`` with ``trainer.max_epochs=4500``.
     """
 
+    def __init__(self, optimizer_layout: str = "joint", shares: Sequence[float] | None = None) -> None:
+        super().__init__(optimizer_layout)
+        if shares is not None:
+            shares = list(shares)
+            if not shares or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                     for v in shares):
+                raise ConfigError(f"coordinator.shares={shares!r} must be a non-empty list of positive numbers "
+                                  "(one per block) or null")
+        self.shares = shares
+
+    def check(self, blocks: Sequence[str]) -> None:
+        if self.shares is not None and len(self.shares) != len(blocks):
+            raise ConfigError(f"coordinator.shares has {len(self.shares)} entries but the algorithm has "
+                              f"{len(blocks)} blocks {list(blocks)}: give one share per block")
+
     def active(self, blocks: Sequence[str], epoch: int, max_epochs: int) -> list[str]:
-        k = min(epoch * len(blocks) // max(max_epochs, 1), len(blocks) - 1)
-        return [blocks[k]]
+        if self.shares is None:
+            k = min(epoch * len(blocks) // max(max_epochs, 1), len(blocks) - 1)
+            return [blocks[k]]
+        self.check(blocks)
+        # block k owns the epochs e with cum[k-1] <= e * total / max_epochs < cum[k] (compared without dividing)
+        total, bound = sum(self.shares), 0.0
+        for name, share in zip(blocks, self.shares):
+            bound += share
+            if epoch * total < bound * max(max_epochs, 1):
+                return [name]
+        return [blocks[-1]]
