@@ -34,7 +34,7 @@ def test_every_experiment_and_sweep_composes(compose_cfg, group):
 
 @pytest.mark.parametrize("algorithm", ["ff", "bp"])
 @pytest.mark.parametrize("coordinator", ["simultaneous", "greedy"])
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
 def test_platform_options_instantiate(compose_cfg, algorithm, coordinator, optimizer):
     cfg = compose_cfg([f"algorithm={algorithm}", f"coordinator={coordinator}", f"optimizer={optimizer}",
                        "dataset=synthetic", "model.hidden=[8]"])
