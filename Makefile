@@ -9,7 +9,7 @@ SCALE ?= full
 PIECE ?=
 ARGS ?=
 
-.PHONY: help install test test-full train run sweep tables bench reproduce-tables clean-runs
+.PHONY: help install test test-full train run sweep tables bench reproduce-tables clean-runs gpu-prepare gpu-checks
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,18 @@ bench:  ## training images/s of FF vs BP on the same MLP (+ device) into results
 
 reproduce-tables:  ## run/resume the OctopusNet study, then tables+figures: [SCALE=smoke] [PIECE=sweep,..] [ARGS="seed=0 ..."]
 	$(PY) -m octo.analysis.reproduce run --scale $(SCALE) $(if $(PIECE),--piece $(PIECE)) $(if $(ARGS),-- $(ARGS))
+
+gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and the data (.gpu_data/), both carried
+	../shared/gpu/wheels.sh .whl
+	mkdir -p .gpu_data && cp -r $(OCTO_DATA)/mnist .gpu_data/ && cp $(OCTO_DATA)/cifar10-jpeg-q75.tar.xz .gpu_data/
+
+# One prepared call on a lent GPU (docs/reproduce.md): every step has its own time limit and writes into results/,
+# so a step that runs out of time still leaves the others' numbers; everything but checkpoints is packed into OUT.
+gpu-checks:  ## on the GPU machine (~10 min): reference FF, benches, FF-standard 10 ep, A21b 30 ep -> $(OUT)/gpu_results.tgz
+	-timeout 200 $(PY) -m octo.bench --device cuda --reference-run --recipes octopus_ff_standard octopus_sff bp_cnn_cifar10 --note "make gpu-checks"
+	-timeout 150 $(PY) -m octo.train -m experiments=octopus_ff_standard trainer=gpu trainer.max_epochs=10 sweep_name=octopus_ff_standard_10ep
+	-timeout 220 $(PY) -m octo.train -m experiments=octopus_a21b trainer=gpu
+	tar czf $(OUT)/gpu_results.tgz --exclude='*.ckpt' results/bench results/runs
 
 clean-runs:  ## delete run folders (results/runs is git-ignored; tables under results/ stay)
 	rm -rf results/runs

@@ -129,6 +129,7 @@ def run(cfg: DictConfig) -> dict:
     metrics.update({
         "epochs": trainer.current_epoch, "wall_time_s": time.perf_counter() - t0,
         "train_images_per_s": module.train_images_per_second(),
+        "train_epoch_seconds": [round(t, 4) for t in module.epoch_seconds],
         "device": device_name(datamodule.device),  # the training device (test teardown moves the model to CPU)
     })
     write_json_atomic(metrics_path, metrics)

@@ -49,6 +49,9 @@ class LocalLearningModule(L.LightningModule):
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long), persistent=True)
         self.images_seen = 0
         self.train_seconds = 0.0
+        #: training seconds of each epoch run by this process (validation excluded): the benchmark's s/epoch
+        self.epoch_seconds: list[float] = []
+        self._epoch_train = 0.0
         self._epoch_t0: float | None = None
         self._nonfinite = None  # device flag, read only every finite_check_every batches
         self._steps_since_check = 0
@@ -139,12 +142,15 @@ class LocalLearningModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._sync()
+        self._epoch_train = 0.0
         self._epoch_t0 = time.perf_counter()
 
     def _stop_clock(self) -> None:
         if self._epoch_t0 is not None:
             self._sync()
-            self.train_seconds += time.perf_counter() - self._epoch_t0
+            seconds = time.perf_counter() - self._epoch_t0
+            self.train_seconds += seconds
+            self._epoch_train += seconds
             self._epoch_t0 = None
 
     def on_validation_epoch_start(self) -> None:
@@ -152,6 +158,7 @@ class LocalLearningModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._stop_clock()
+        self.epoch_seconds.append(self._epoch_train)
         self._check_finite()
         scheds = self.lr_schedulers()
         for s in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
