@@ -49,6 +49,8 @@ class NormLinear(nn.Module):
         """
         c, w = num_classes, self.linear.weight
         flat = x.reshape(x.shape[0], -1)
+        if c > flat.shape[1]:
+            raise ValueError(f"cannot overlay {c} labels on inputs of {flat.shape[1]} values")
         img = flat[:, c:]
         value = torch.as_tensor(value, dtype=flat.dtype, device=flat.device)
         # per image: scale = 1 / (||x|| + eps) as in length_normalize, with ||x||^2 = ||img||^2 + value^2
