@@ -92,8 +92,11 @@ def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str
            f"trainer.accelerator={accel}", "logger=none", "trainer.enable_progress_bar=false",
            f"hydra.run.dir={out}", *overrides]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    rc = subprocess.run(cmd).returncode
     wall = time.perf_counter() - t0
+    if rc != 0 or not (out / "metrics.json").exists():  # one failed recipe must not lose the others' numbers
+        return {"experiment": experiment, "overrides": overrides, "epochs": epochs, "failed": f"exit {rc}",
+                "s_per_epoch_median": None, "wall_time_s": wall, "run_dir": str(out)}
     m = json.loads((out / "metrics.json").read_text())
     seconds = m.get("train_epoch_seconds") or []
     steady = seconds[1:] or seconds
@@ -158,6 +161,10 @@ def main(argv=None) -> dict:
     with readme.open("a") as f:
         f.write(line)
         for r in record.get("recipes", []):
+            if r["s_per_epoch_median"] is None:
+                f.write(f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` | "
+                        f"{r.get('failed', 'no epoch ran')} | | | | {record['commit']} | {args.note} |\n")
+                continue
             f.write(f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` "
                     f"{' '.join(r['overrides'])} | {r['epochs']} epochs | **{r['s_per_epoch_median']:.2f} s/epoch** "
                     f"(median after the first) | {r['train_images_per_s']:.0f} img/s | val acc "
@@ -165,6 +172,9 @@ def main(argv=None) -> dict:
     print(f"octo.bench: BP {results['bp']:.0f} img/s, FF {results['ff']:.0f} img/s, FF/BP "
           f"{record['ff_over_bp']:.2f} on {record['device']} -> {readme}")
     for r in record.get("recipes", []):
+        if r["s_per_epoch_median"] is None:
+            print(f"octo.bench: {r['experiment']}: {r.get('failed', 'no epoch ran')} (see {r['run_dir']})")
+            continue
         print(f"octo.bench: {r['experiment']}: {r['s_per_epoch_median']:.2f} s/epoch, "
               f"{r['train_images_per_s']:.0f} img/s, val acc {r['val_acc_best']}")
     return record
