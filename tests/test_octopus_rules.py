@@ -243,6 +243,28 @@ def test_every_single_and_pair_failure_zeroes_those_tokens():
             assert torch.allclose(r["logits"][row], a.net.head(t)[0], atol=1e-5), failed
 
 
+@pytest.mark.parametrize("mode", ["as_coded_rgb_gain", "paper_modulation"])
+def test_resilience_moves_the_feedback_state_as_the_test_pass_does(mode):
+    # started from the same state, the intact row of every batch equals the test pass's logits and leaves the
+    # same state behind: the final evaluation does not depend on what ran before it
+    a = algo(feedback_mode=mode).eval()
+    x, y = batch(12)
+    batches = [x[:4], x[4:8], x[8:]]
+    with torch.no_grad():
+        a.full_forward(torch.randn(4, 3, 8, 8))         # a non-trivial stored feedback to start from
+    start = {k: v.clone() for k, v in a.named_buffers()}
+    with torch.no_grad():
+        test_logits = [a.full_forward(xb)["logits"] for xb in batches]
+    after_test = {k: v.clone() for k, v in a.named_buffers()}
+    for k, v in a.named_buffers():
+        v.copy_(start[k])
+    keep, _ = failure_patterns(4)
+    for xb, expected in zip(batches, test_logits):
+        assert torch.allclose(a.resilience_batch(xb, keep)["logits"][0], expected, atol=1e-5)
+    for k, v in a.named_buffers():
+        assert torch.equal(v, after_test[k]), k
+
+
 def test_resilience_report():
     a = algo(dict(num_arms=3, arm_types=["cnn", "cg", "lstm"]))
     x, y = batch()

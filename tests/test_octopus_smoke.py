@@ -10,6 +10,7 @@ import torch
 import octo.train
 
 SMALL = ["dataset=synthetic", "trainer=debug", "trainer.max_epochs=1", "trainer.limit_train_batches=1.0",
+         "trainer.limit_test_batches=1.0",  # the whole test split, as the final evaluation uses
          "dataset.std=[0.26]", "dataset.train_subset=64", "dataset.batch_size=64", "dataset.eval_batch_size=32",
          "model.channels=[4,8,8]",
          "model.bottleneck=8", "model.coordinator.hidden=8", "model.cg.channels_per_group=2"]
@@ -32,6 +33,9 @@ def test_preset_runs_on_cpu(compose_cfg, tmp_path, preset):
     rep = metrics["evaluation"]["resilience"]  # final_evaluation on the whole test split
     assert rep["n_images"] == 256 and len(rep["pair_failure"]) == 6
     assert rep["critical_arm"] in rep["single_failure"] and len(rep["specialization"]["arm0"]) == 4
+    # the final evaluation starts from the tested checkpoint's state (as-coded feedback gains included) and moves
+    # it as the test pass did: its intact accuracy is the test accuracy
+    assert rep["intact"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     # both passes of the epoch ran: every arm and the readout logged a finite training loss
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

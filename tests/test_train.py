@@ -100,3 +100,22 @@ def test_tiny_multirun_is_aggregated_and_resumable(tmp_path):
     again = _octo(*args)
     assert again.returncode == 0
     assert again.stdout.count("skipping finished job") == 4
+
+
+def test_final_evaluation_starts_from_the_tested_state(tmp_path):
+    # evaluation forwards may move buffers (OctopusNet's feedback gains): after the test pass they are put back
+    # to the tested checkpoint's values, or, with no checkpoint, to those the test started from
+    import torch
+
+    from octo.train import _restore_buffers
+
+    module = torch.nn.Module()
+    module.register_buffer("gain", torch.ones(3))
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {"gain": torch.full((3,), 0.5)}}, ckpt)
+    module.gain.fill_(7.0)                       # what the test pass left
+    _restore_buffers(module, str(ckpt), {})
+    assert torch.equal(module.gain, torch.full((3,), 0.5))
+    module.gain.fill_(7.0)
+    _restore_buffers(module, None, {"gain": torch.full((3,), 2.0)})
+    assert torch.equal(module.gain, torch.full((3,), 2.0))

@@ -268,18 +268,27 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
     # --- inference -------------------------------------------------------------------------------------------
     def full_forward(self, x: Tensor) -> dict[str, Tensor]:
         """The published ``forward()``: arms -> tokens -> ring -> coordinator, with its feedback bookkeeping."""
-        if self.feedback_mode == "as_coded_rgb_gain":
-            self.fb_gain.copy_(self.fb_pending)   # push the feedback stored by the previous forward
+        self._push_feedback()
         trunks = self._trunks(x)
         logits, alpha, h_agg = self.net.head(self._tokens(trunks))
-        if self.feedback_mode != "none":
-            fb = self.net.coordinator.feedback_vectors(h_agg, alpha)  # [b, N, B]
-            if self.feedback_mode == "as_coded_rgb_gain":
-                c = self.fb_pending.shape[1]   # first C_in values of the flattened (batch x B) tensor
-                self.fb_pending.copy_(fb.transpose(0, 1).reshape(fb.shape[1], -1)[:, :c])
-            else:
-                self.fb_mod.copy_(fb.mean(0))
+        self._store_feedback(h_agg, alpha)
         return {"trunks": trunks, "logits": logits, "alpha": alpha}
+
+    def _push_feedback(self) -> None:
+        """Before a full forward: as coded, the gains stored by the previous forward take effect now."""
+        if self.feedback_mode == "as_coded_rgb_gain":
+            self.fb_gain.copy_(self.fb_pending)
+
+    def _store_feedback(self, h_agg: Tensor, alpha: Tensor) -> None:
+        """After a full forward: the coordinator's feedback for the next one (both feedback modes)."""
+        if self.feedback_mode == "none":
+            return
+        fb = self.net.coordinator.feedback_vectors(h_agg, alpha)  # [b, N, B]
+        if self.feedback_mode == "as_coded_rgb_gain":
+            c = self.fb_pending.shape[1]   # first C_in values of the flattened (batch x B) tensor
+            self.fb_pending.copy_(fb.transpose(0, 1).reshape(fb.shape[1], -1)[:, :c])
+        else:
+            self.fb_mod.copy_(fb.mean(0))
 
     def predict(self, x: Tensor) -> Tensor:
         if self.readout == "sff":

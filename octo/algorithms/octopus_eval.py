@@ -18,7 +18,8 @@ from octo.encodings.negatives import wrong_labels
 
 class OctopusEvaluation:
     """Needs ``net``, ``sff``, ``readout``, ``overlay``, ``num_classes``, ``eval_arm_metrics``, ``full_forward``,
-    ``_sff_logits``, ``_trunks`` and ``_tokens`` from :class:`~octo.algorithms.octopus.Octopus`."""
+    ``_sff_logits``, ``_trunks``, ``_tokens``, ``_push_feedback`` and ``_store_feedback`` from
+    :class:`~octo.algorithms.octopus.Octopus`."""
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -75,6 +76,9 @@ class OctopusEvaluation:
             logits = self.sff.logit_coordinator(variants.flatten(0, 1))[0].view(m, b, -1)
             return {"logits": logits, "arm_scores": arm_logits.transpose(0, 1),
                     "weights": self.sff.logit_coordinator(arm_logits)[1]}
+        # the feedback state moves batch by batch exactly as in the test pass (full_forward), driven by the intact
+        # network: started from the same state, the "intact" row equals the test accuracy
+        self._push_feedback()
         trunks = self._trunks(x)
         tokens = self._tokens(trunks)                                        # [b, N, B]
         chunks, step = [], max(1, max_rows // b)
@@ -82,8 +86,10 @@ class OctopusEvaluation:
             k = keep[s:s + step]
             variants = (tokens.unsqueeze(0) * k.view(len(k), 1, n, 1)).flatten(0, 1)
             chunks.append(self.net.head(variants)[0].float().view(len(k), b, -1))
-        alpha = self.net.head(tokens)[1]
-        return {"logits": torch.cat(chunks), "arm_scores": self.arm_scores(x, trunks), "weights": alpha}
+        _, alpha, h_agg = self.net.head(tokens)
+        scores = self.arm_scores(x, trunks)
+        self._store_feedback(h_agg, alpha)
+        return {"logits": torch.cat(chunks), "arm_scores": scores, "weights": alpha}
 
     @torch.no_grad()
     def arm_scores(self, x: Tensor, trunks: dict | None = None, max_rows: int = 2048) -> Tensor:
