@@ -254,7 +254,7 @@ def test_download_reads_what_torchvision_wrote(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("change, fragments", [
-    ({"name": "svhn"}, ["dataset.name='svhn'", "mnist, fashion_mnist, cifar10, cifar100, synthetic"]),
+    ({"name": "svhn"}, ["dataset.name='svhn'", "mnist, fashion_mnist, cifar10, cifar100, stl10, synthetic"]),
     ({"batch_size": 0}, ["dataset.batch_size=0", "-1 (full batch)"]),
     ({"val_size": 0}, ["dataset.val_size=0", ">= 1"]),
     ({"augment": {"crop": 4}}, ["crop", "crop_padding, hflip"]),
@@ -263,6 +263,7 @@ def test_download_reads_what_torchvision_wrote(tmp_path, monkeypatch):
     ({"std": [0.0]}, ["dataset.std"]),
     ({"input_shape": [28, 28]}, ["dataset.input_shape"]),
     ({"synthetic": {"n_train": 5}}, ["dataset.synthetic", "name=synthetic"]),
+    ({"resize": 0}, ["dataset.resize=0", ">= 1"]),
 ])
 def test_bad_config_values(tmp_path, change, fragments):
     kwargs = dict(name="mnist", root=tmp_path, cache_dir=tmp_path, **MNIST_KW) | change
