@@ -145,7 +145,6 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-@torch.no_grad()
 def _restore_buffers(module: LocalLearningModule, ckpt: str | None, fallback: dict) -> None:
     """Put back the buffers the test pass started from (the tested checkpoint's, else those before the test).
 
@@ -160,6 +159,7 @@ def _restore_buffers(module: LocalLearningModule, ckpt: str | None, fallback: di
                 buf.copy_(saved[name].to(buf.device))
 
 
+@torch.no_grad()
 def _final_evaluation(module: LocalLearningModule, datamodule, trainer) -> dict:
     """The algorithm's extra evaluation on the test split (selected weights, eval mode, training device)."""
     algorithm = module.algorithm
