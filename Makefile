@@ -48,7 +48,7 @@ gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and 
 # One prepared call on a lent GPU (docs/reproduce.md): every step has its own time limit and writes into results/,
 # so a step that runs out of time still leaves the others' numbers; everything but checkpoints is packed into OUT.
 gpu-checks:  ## on the GPU machine (~10 min): reference FF, benches, FF-standard 10 ep, A21b 30 ep -> $(OUT)/gpu_results.tgz
-	-timeout 200 $(PY) -m octo.bench --device cuda --reference-run --recipes octopus_ff_standard octopus_sff bp_cnn_cifar10 --note "make gpu-checks"
+	-timeout 200 $(PY) -m octo.bench --device cuda --reference-run --recipes octopus_ff_standard octopus_sff bp_cnn_cifar10 --recipe-args trainer=gpu --note "make gpu-checks (bf16)"
 	-timeout 150 $(PY) -m octo.train -m experiments=octopus_ff_standard trainer=gpu trainer.max_epochs=10 sweep_name=octopus_ff_standard_10ep
 	-timeout 220 $(PY) -m octo.train -m experiments=octopus_a21b trainer=gpu
 	tar czf $(OUT)/gpu_results.tgz --exclude='*.ckpt' results/bench results/runs
