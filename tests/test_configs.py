@@ -56,7 +56,7 @@ def test_misspelled_key_fails_at_compose_time(compose_cfg):
 
 @pytest.mark.parametrize("override, message", [
     ("algorithm.goodness=median", "mean, sum"),
-    ("algorithm.neg_label=random", "uniform, shuffle, hardest"),
+    ("algorithm.neg_label=random", "uniform, shuffle, shuffle_once, hardest"),
     ("coordinator.optimizer_layout=both", "joint, per_block"),
     ("model.hidden=[0]", "positive ints"),
     ("dataset.batch_size=0", "batch_size"),

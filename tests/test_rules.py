@@ -148,3 +148,20 @@ def test_ff_losses_equal_the_overlay_path():
     for i, hi in enumerate(h):
         g = goodness(hi)
         assert fast[f"layer{i}"].item() == pytest.approx(ff_loss(g[:8], g[8:], 2.0).item(), abs=1e-6)
+
+
+def test_ff_shuffle_once_keeps_each_samples_negative():
+    # the reference draws its negative labels once: with a full batch in a fixed order, every step must pair each
+    # image with the same label; shuffle re-draws them
+    from octo.algorithms.ff import FF
+    from octo.nn.mlp import MLP
+
+    torch.manual_seed(3)
+    y = torch.arange(200) % 10
+    x = torch.randn(200, 1, 6, 6)
+    once = FF(MLP([1, 6, 6], [8]), num_classes=10, neg_label="shuffle_once")
+    first, second = once._negative_labels(x, y), once._negative_labels(x, y)
+    assert torch.equal(first, second) and not torch.equal(first, y)
+    assert 0 < (first == y).float().mean() < 0.3            # a permutation: some negatives carry the true label
+    fresh = FF(MLP([1, 6, 6], [8]), num_classes=10, neg_label="shuffle")
+    assert not torch.equal(fresh._negative_labels(x, y), fresh._negative_labels(x, y))

@@ -33,8 +33,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class DeviceLoader:
     """Iterates over uint8 images and labels held on one device, yielding normalised float batches.
 
-    A train loader (``train=True``) shuffles, optionally augments, makes ``passes`` shuffled passes per epoch
-    and yields ``(x, y, pass_idx)``; an eval loader keeps the order, never augments and yields ``(x, y)``.
+    A train loader (``train=True``) shuffles (a full batch keeps its order), optionally augments, makes
+    ``passes`` passes per epoch and yields ``(x, y, pass_idx)``; an eval loader keeps the order, never augments
+    and yields ``(x, y)``.
     ``batch_size=-1`` gives the whole set as one batch. The shuffling of epoch ``e`` depends only on
     ``(seed, e)``: Lightning calls :meth:`set_epoch` before each epoch (through :attr:`sampler`), so a resumed
     run sees the same order as an uninterrupted one; without Lightning the epoch counts up once per iteration.
@@ -114,7 +115,10 @@ class DeviceLoader:
         self.epoch += 1
         n, bs = len(self.images), self.batch_size
         for pass_idx in range(self.passes):
-            perm = torch.randperm(n, device=self.images.device, generator=gen)
+            # a full batch keeps its order: its gradient does not depend on it, and per-sample choices made once
+            # (the reference FF's negative labels, neg_label=shuffle_once) stay attached to their samples
+            perm = (torch.arange(n, device=self.images.device) if bs >= n
+                    else torch.randperm(n, device=self.images.device, generator=gen))
             for i in range(self.batches_per_pass):
                 idx = perm[i * bs: (i + 1) * bs]
                 x = crop_flip(self.images[idx], self.crop_padding, self.hflip, gen)

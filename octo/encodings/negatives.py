@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-WRONG_LABEL_MODES = ("uniform", "shuffle", "hardest")
+#: ``shuffle_once`` is ``shuffle`` with the same permutation at every step (FF; see ``octo.algorithms.ff.FF``)
+WRONG_LABEL_MODES = ("uniform", "shuffle", "shuffle_once", "hardest")
 
 
 def wrong_labels(y: Tensor, num_classes: int, mode: str = "uniform", generator=None) -> Tensor:
