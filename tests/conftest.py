@@ -93,3 +93,12 @@ def tiny_stl10(root: Path, n_train: int = 12, n_test: int = 6) -> dict[str, tupl
         write_stl10(root / "stl10_binary", split, images, labels)
         out[split] = images, labels
     return out
+
+
+def assert_local(report: dict, blocks) -> None:
+    """A ``gradient_leaks`` report of a local algorithm: exactly ``blocks``, each learning from its own loss and
+    leaking into no other block."""
+    assert set(report) == set(blocks), "every block must receive a loss"
+    for block, r in report.items():
+        assert r["own"], block
+        assert r["leaks_to"] == [], block
