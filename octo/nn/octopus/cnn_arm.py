@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from octo.nn.octopus.common import l2_normalize, per_sample_layer_norm
+from octo.nn.octopus.common import FeatureMapArm, l2_normalize, per_sample_layer_norm
 
 
 class CNNTrunk(nn.Module):
@@ -46,7 +46,7 @@ class CNNBottleneck(nn.Module):
         return l2_normalize(self.linear(self.pool(f).flatten(1)))
 
 
-class CNNArm(nn.Module):
+class CNNArm(FeatureMapArm, nn.Module):
     """One FF-standard arm at input resolution ``scale``; ``kernel`` is already clamped by the caller."""
 
     kind = "cnn"
@@ -68,13 +68,3 @@ class CNNArm(nn.Module):
         if in_gain is not None:
             x = x * in_gain.to(x.dtype).view(1, -1, 1, 1)
         return self.trunk(x, mid_gain)
-
-    def goodness(self, f3: Tensor) -> Tensor:
-        return f3.float().pow(2).mean(dim=(1, 2, 3))
-
-    def token(self, f3: Tensor) -> Tensor:
-        return self.bottleneck(f3)
-
-    def pooled(self, f3: Tensor) -> Tensor:
-        """Global average pool of f3 (the SFF heads' input)."""
-        return f3.mean(dim=(2, 3))

@@ -104,3 +104,18 @@ def resize_gain(gain: Tensor, channels: int) -> Tensor:
         return gain
     g = gain.reshape(-1, 1, gain.shape[-1]).float()
     return F.interpolate(g, size=channels, mode="linear", align_corners=True).reshape(*gain.shape[:-1], channels)
+
+
+class FeatureMapArm:
+    """Mixin for FF arms whose trunk output is a feature map ``[B, C, H, W]`` (the CNN arm, the Transformer's patch
+    embedding): goodness = mean square over the map, token = the arm's ``bottleneck``, pooled = global average."""
+
+    def goodness(self, f: Tensor) -> Tensor:
+        return f.float().pow(2).mean(dim=(1, 2, 3))
+
+    def token(self, f: Tensor) -> Tensor:
+        return self.bottleneck(f)
+
+    def pooled(self, f: Tensor) -> Tensor:
+        """Global average pool (the SFF heads' input)."""
+        return f.mean(dim=(2, 3))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from octo.nn.octopus.common import l2_normalize
+from octo.nn.octopus.common import FeatureMapArm, l2_normalize
 from octo.utils.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ class TransformerReadout(nn.Module):
         return l2_normalize(self.linear(self.encoder(z).mean(1)))
 
 
-class TransformerArm(nn.Module):
+class TransformerArm(FeatureMapArm, nn.Module):
     kind = "transformer"
     loss_kind = "ff"
     accepts_input_gain = False
@@ -50,15 +50,6 @@ class TransformerArm(nn.Module):
 
     def forward_trunk(self, x: Tensor, in_gain: Tensor | None = None, mid_gain: Tensor | None = None) -> Tensor:
         return self.trunk(x)
-
-    def goodness(self, patches: Tensor) -> Tensor:
-        return patches.float().pow(2).mean(dim=(1, 2, 3))
-
-    def token(self, patches: Tensor) -> Tensor:
-        return self.bottleneck(patches)
-
-    def pooled(self, patches: Tensor) -> Tensor:
-        return patches.mean(dim=(2, 3))
 
 
 class LSTMArm(nn.Module):
