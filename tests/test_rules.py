@@ -8,7 +8,7 @@ import torch
 from octo.algorithms.goodness import ff_loss, goodness
 from octo.encodings.fourier import fourier_overlay, fourier_patterns
 from octo.encodings.negatives import hardest_wrong_labels, hybrid_images, smooth_masks, wrong_labels
-from octo.encodings.onehot import onehot_all_labels, onehot_overlay
+from octo.encodings.onehot import onehot_overlay
 from octo.nn.mlp import length_normalize
 
 
@@ -42,13 +42,6 @@ def test_onehot_overlay_golden():
     assert x.flatten()[0] == 0 and x.flatten()[2] == 2  # input not modified
     fixed = onehot_overlay(x, torch.tensor([0]), num_classes=3, label_value=5.0)
     assert fixed.flatten()[:3].tolist() == [5, 0, 0]
-
-
-def test_onehot_all_labels_is_label_major():
-    x = torch.arange(8.0).view(2, 4) + 10
-    out = onehot_all_labels(x, num_classes=2)
-    assert out.shape == (4, 4)
-    assert out[:, :2].tolist() == [[17, 0], [17, 0], [0, 17], [0, 17]]
 
 
 def test_fourier_patterns_golden():

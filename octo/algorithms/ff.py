@@ -100,7 +100,7 @@ class FF(LocalAlgorithm):
     def layer_goodness(self, x: Tensor) -> Tensor:
         """``[L, B, C]``: goodness of every layer for every sample with every candidate label, in one pass."""
         b, c = x.shape[0], self.num_classes
-        candidates = torch.arange(c, device=x.device).view(c, 1).expand(c, b)   # label-major, like onehot_all_labels
+        candidates = torch.arange(c, device=x.device).view(c, 1).expand(c, b)   # label-major: all of label 0 first
         h = self._first_layer(x, candidates)
         gs = [goodness(h, self.goodness_reduction)]
         for layer in self.model.layers[1:]:

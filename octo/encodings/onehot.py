@@ -21,15 +21,3 @@ def onehot_overlay(x: Tensor, y: Tensor, num_classes: int, label_value: float | 
     # scatter instead of a Python loop: one kernel for the whole batch
     flat.scatter_(1, y.view(-1, 1), value.to(flat.dtype).expand(flat.shape[0], 1).contiguous())
     return flat.view_as(x)
-
-
-def onehot_all_labels(x: Tensor, num_classes: int, label_value: float | None = None) -> Tensor:
-    """Every sample overlaid with every label: ``[C * B, ...]`` ordered label-major (all of label 0 first).
-
-    This is what makes batched label scoring a single forward pass.
-    """
-    b = x.shape[0]
-    value = x.max() if label_value is None else label_value
-    xs = x.unsqueeze(0).expand(num_classes, *x.shape).reshape(num_classes * b, *x.shape[1:])
-    ys = torch.arange(num_classes, device=x.device).repeat_interleave(b)
-    return onehot_overlay(xs, ys, num_classes, label_value=value)
