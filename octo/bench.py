@@ -55,21 +55,34 @@ def images_per_second(algorithm, x, y, batch: int, steps: int, warmup: int = 3) 
     return steps * batch / (time.perf_counter() - t0)
 
 
-def reference_run(device: str) -> dict:
-    """Whole-process time and test error of ``python -m octo.train experiments=ff_reference`` (data loading,
-    training, validation every 100 steps and the final test included), as the public code's 25.3 s was measured."""
+def train_in_subprocess(overrides: list[str], device: str, tag: str) -> tuple[dict | None, float, Path, int]:
+    """``python -m octo.train <overrides>`` as a user runs it, in a fresh temporary folder, without a logger.
+
+    Returns ``(metrics.json or None if the run failed, wall seconds of the whole process, run folder, exit code)``.
+    """
     import json
     import subprocess
     import sys
     import tempfile
 
-    out = Path(tempfile.mkdtemp(prefix="octo_bench_ref_"))
+    out = Path(tempfile.mkdtemp(prefix=f"octo_bench_{tag}_"))
     accel = "gpu" if device.startswith("cuda") else "cpu"
+    cmd = [sys.executable, "-m", "octo.train", *overrides, f"trainer.accelerator={accel}", "logger=none",
+           "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "octo.train", "experiments=ff_reference", f"trainer.accelerator={accel}",
-                    "logger=none", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"], check=True)
+    rc = subprocess.run(cmd).returncode
     wall = time.perf_counter() - t0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics_path = out / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if rc == 0 and metrics_path.exists() else None
+    return metrics, wall, out, rc
+
+
+def reference_run(device: str) -> dict:
+    """Whole-process time and test error of ``python -m octo.train experiments=ff_reference`` (data loading,
+    training, validation every 100 steps and the final test included), as the public code's 25.3 s was measured."""
+    metrics, wall, out, rc = train_in_subprocess(["experiments=ff_reference"], device, "ref")
+    if metrics is None:
+        raise RuntimeError(f"the reference run failed (exit {rc}); see {out}")
     return {"wall_time_s": wall, "test_error": 1 - metrics["test/acc"], "run_dir": str(out)}
 
 
@@ -80,24 +93,13 @@ def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str
     the epochs after the first, which pays for cuDNN autotuning and allocator warm-up. The run's accuracies come
     with it: a speed-up that loses accuracy shows in the same record.
     """
-    import json
     import statistics
-    import subprocess
-    import sys
-    import tempfile
 
-    out = Path(tempfile.mkdtemp(prefix=f"octo_bench_{experiment}_"))
-    accel = "gpu" if device.startswith("cuda") else "cpu"
-    cmd = [sys.executable, "-m", "octo.train", f"experiments={experiment}", f"trainer.max_epochs={epochs}",
-           f"trainer.accelerator={accel}", "logger=none", "trainer.enable_progress_bar=false",
-           f"hydra.run.dir={out}", *overrides]
-    t0 = time.perf_counter()
-    rc = subprocess.run(cmd).returncode
-    wall = time.perf_counter() - t0
-    if rc != 0 or not (out / "metrics.json").exists():  # one failed recipe must not lose the others' numbers
+    m, wall, out, rc = train_in_subprocess([f"experiments={experiment}", f"trainer.max_epochs={epochs}",
+                                            *overrides], device, experiment)
+    if m is None:  # one failed recipe must not lose the others' numbers
         return {"experiment": experiment, "overrides": overrides, "epochs": epochs, "failed": f"exit {rc}",
                 "s_per_epoch_median": None, "wall_time_s": wall, "run_dir": str(out)}
-    m = json.loads((out / "metrics.json").read_text())
     seconds = m.get("train_epoch_seconds") or []
     steady = seconds[1:] or seconds
     return {"experiment": experiment, "overrides": overrides, "epochs": epochs, "epoch_seconds": seconds,
