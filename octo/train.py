@@ -111,9 +111,8 @@ def run(cfg: DictConfig) -> dict:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
         best = best_cb.best_model_path or None
-        before_test = {k: b.detach().clone() for k, b in module.named_buffers()}
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        _restore_buffers(module, best, before_test)
+        module.restore_tested_buffers()
         metrics.update({k: float(v) for k, v in tested.items() if k.count("/") == 1})
         metrics.update({
             "test/acc": tested.get("test/acc"),
@@ -143,20 +142,6 @@ def run(cfg: DictConfig) -> dict:
     if metrics["status"] == "failed" and not _is_multirun():
         raise DivergenceError(metrics["failure"])
     return metrics
-
-
-def _restore_buffers(module: LocalLearningModule, ckpt: str | None, fallback: dict) -> None:
-    """Put back the buffers the test pass started from (the tested checkpoint's, else those before the test).
-
-    Evaluation forwards may move state (OctopusNet's as-coded feedback gains): the final evaluation must start
-    where the test pass started, so that its intact accuracy is the test accuracy and nothing depends on the
-    order in which evaluations run.
-    """
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"] if ckpt else fallback
-    with torch.no_grad():
-        for name, buf in module.named_buffers():
-            if name in saved:
-                buf.copy_(saved[name].to(buf.device))
 
 
 @torch.no_grad()

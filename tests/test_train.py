@@ -102,20 +102,24 @@ def test_tiny_multirun_is_aggregated_and_resumable(tmp_path):
     assert again.stdout.count("skipping finished job") == 4
 
 
-def test_final_evaluation_starts_from_the_tested_state(tmp_path):
+def test_final_evaluation_starts_from_the_tested_state():
     # evaluation forwards may move buffers (OctopusNet's feedback gains): after the test pass they are put back
-    # to the tested checkpoint's values, or, with no checkpoint, to those the test started from
+    # to the values the test started from (the tested checkpoint's, loaded before on_test_start)
     import torch
 
-    from octo.train import _restore_buffers
+    from octo.algorithms.ff import FF
+    from octo.nn.mlp import MLP
+    from octo.training.module import LocalLearningModule
+    from octo.training.schedules import Simultaneous
 
-    module = torch.nn.Module()
-    module.register_buffer("gain", torch.ones(3))
-    ckpt = tmp_path / "best.ckpt"
-    torch.save({"state_dict": {"gain": torch.full((3,), 0.5)}}, ckpt)
+    module = LocalLearningModule(FF(MLP([1, 4, 4], [6]), num_classes=3), Simultaneous(), torch.optim.Adam)
+    module.register_buffer("gain", torch.full((3,), 0.5))
+    module.on_test_start()
     module.gain.fill_(7.0)                       # what the test pass left
-    _restore_buffers(module, str(ckpt), {})
+    module.restore_tested_buffers()
     assert torch.equal(module.gain, torch.full((3,), 0.5))
+    module.gain.fill_(2.0)
+    module.on_test_start()
     module.gain.fill_(7.0)
-    _restore_buffers(module, None, {"gain": torch.full((3,), 2.0)})
+    module.restore_tested_buffers()
     assert torch.equal(module.gain, torch.full((3,), 2.0))

@@ -178,6 +178,20 @@ class LocalLearningModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_test_start(self) -> None:
+        # the tested weights are in place now (Lightning loads the checkpoint before this hook); evaluation
+        # forwards may move buffers (OctopusNet's feedback gains), so remember where the test pass started
+        self._tested_buffers = {k: b.detach().clone() for k, b in self.named_buffers()}
+
+    @torch.no_grad()
+    def restore_tested_buffers(self) -> None:
+        """Put back the buffers the last test pass started from, so that a later evaluation (the final
+        resilience pass) starts where the test started: its intact accuracy is the test accuracy and nothing
+        depends on the order in which evaluations run."""
+        for name, buf in self.named_buffers():
+            if name in getattr(self, "_tested_buffers", {}):
+                buf.copy_(self._tested_buffers[name].to(buf.device))
+
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
