@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from octo.training.checkpoints import LastCheckpoint
 from octo.training.loggers import build_loggers, finish_wandb, log_summary
 from octo.training.module import LocalLearningModule
 from octo.utils.errors import ConfigError, DivergenceError, OctoError
@@ -99,8 +100,7 @@ def run(cfg: DictConfig) -> dict:
     key, mode = module.algorithm.monitor
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{key}", mode=mode, save_top_k=1,
                               save_on_train_epoch_end=False)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                              every_n_epochs=cfg.checkpoint_every_n_epochs)
+    last_cb = LastCheckpoint(ckpt_dir / "last.ckpt", every_n_epochs=cfg.checkpoint_every_n_epochs)
     trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=[best_cb, last_cb],
                            default_root_dir=str(out))
     resume = ckpt_dir / "last.ckpt"

@@ -48,6 +48,41 @@ def test_interrupted_job_resumes_from_last_checkpoint(compose_cfg, tmp_path):
     assert metrics["epochs"] == 2
 
 
+class _Killed(Exception):
+    """Stands for the job being killed."""
+
+
+def test_job_killed_mid_training_resumes_where_it_stopped(compose_cfg, tmp_path, monkeypatch):
+    from octo.training.module import LocalLearningModule
+
+    overrides = [*FAST, "trainer.max_epochs=4", "scheduler=cosine"]
+    run(compose_cfg(overrides, out=tmp_path / "whole"))
+
+    start = LocalLearningModule.on_train_epoch_start
+
+    def killed_at_epoch_2(self):
+        if self.current_epoch == 2:
+            raise _Killed
+        start(self)
+
+    monkeypatch.setattr(LocalLearningModule, "on_train_epoch_start", killed_at_epoch_2)
+    with pytest.raises(_Killed):
+        run(compose_cfg(overrides))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.undo()
+
+    metrics = run(compose_cfg(overrides))
+    assert metrics["resumed_from"].endswith("last.ckpt")
+    assert metrics["epochs"] == 4 and len(metrics["train_epoch_seconds"]) == 2  # only epochs 2 and 3 ran again
+    # the saved state already held each epoch's scheduler step: the resumed run ends where the whole run ends
+    import torch
+    whole, resumed = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+                      for d in (tmp_path / "whole", tmp_path / "run"))
+    assert resumed["lr_schedulers"] == whole["lr_schedulers"]
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 4
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
 def test_diverging_run_is_recorded_as_failed(compose_cfg, tmp_path):
     cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "algorithm.lr=1e30", "finite_check_every=1"])
     with pytest.raises(DivergenceError, match="non-finite"):
