@@ -103,7 +103,7 @@ def run(cfg: DictConfig) -> dict:
     last_cb = LastCheckpoint(ckpt_dir / "last.ckpt", every_n_epochs=cfg.checkpoint_every_n_epochs)
     trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=[best_cb, last_cb],
                            default_root_dir=str(out))
-    resume = ckpt_dir / "last.ckpt"
+    resume = last_cb.path
     metrics = {"status": "ok", "failure": None, "seed": cfg.seed, "commit": git_commit(),
                "versions": versions(), "resumed_from": str(resume) if resume.exists() else None,
                "algorithm": {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **module.algorithm.describe()},
