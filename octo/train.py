@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from octo.training.checkpoints import LastCheckpoint
 from octo.training.loggers import build_loggers, finish_wandb, log_summary
 from octo.training.module import LocalLearningModule
+from octo.training.test_curve import TestCurve
 from octo.utils.errors import ConfigError, DivergenceError, OctoError
 from octo.utils.files import read_json, write_json_atomic
 from octo.utils.provenance import device_name, git_commit, versions
@@ -101,7 +102,11 @@ def run(cfg: DictConfig) -> dict:
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{key}", mode=mode, save_top_k=1,
                               save_on_train_epoch_end=False)
     last_cb = LastCheckpoint(ckpt_dir / "last.ckpt", every_n_epochs=cfg.checkpoint_every_n_epochs)
-    trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=[best_cb, last_cb],
+    callbacks = [best_cb, last_cb]
+    test_curve = TestCurve() if cfg.get("track_test") else None
+    if test_curve is not None:
+        callbacks.append(test_curve)
+    trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=callbacks,
                            default_root_dir=str(out))
     resume = last_cb.path
     metrics = {"status": "ok", "failure": None, "seed": cfg.seed, "commit": git_commit(),
@@ -120,6 +125,8 @@ def run(cfg: DictConfig) -> dict:
             "selected_checkpoint": best or "last weights (no validation ran)",
             "blocks": _block_metrics(tested),
         })
+        if test_curve is not None and test_curve.rows:
+            metrics["test_curve"] = test_curve.summary()
         evaluation = _final_evaluation(module, datamodule, trainer)
         if evaluation:
             metrics["evaluation"] = evaluation

@@ -158,3 +158,17 @@ def test_final_evaluation_starts_from_the_tested_state():
     module.gain.fill_(7.0)
     module.restore_tested_buffers()
     assert torch.equal(module.gain, torch.full((3,), 2.0))
+
+
+def test_test_curve_is_recorded_apart_from_selection(compose_cfg, tmp_path):
+    """track_test: test accuracy after every validation pass, kept across a resume, never the selected number."""
+    overrides = [*FAST, "trainer.max_epochs=2", "track_test=true"]
+    run(compose_cfg(overrides))
+    (tmp_path / "run" / "metrics.json").unlink()  # as if the job died after its last checkpoint
+    metrics = run(compose_cfg([*FAST, "trainer.max_epochs=3", "track_test=true"]))
+    curve = metrics["test_curve"]
+    assert [r["epoch"] for r in curve["rows"]] == [1, 2, 3]  # epochs 1-2 came back from the checkpoint
+    assert curve["final"] == curve["rows"][-1] and "never used for selection" in curve["note"]
+    assert all(0.0 <= r["acc"] <= 1.0 for r in curve["rows"])
+    off = run(compose_cfg([*FAST, "trainer.max_epochs=1"], out=tmp_path / "off"))
+    assert "test_curve" not in off
