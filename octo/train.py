@@ -20,13 +20,15 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from octo.training.checkpoints import LastCheckpoint
+from octo.training.interrupt import StopOnSignal
 from octo.training.loggers import build_loggers, finish_wandb, log_summary
 from octo.training.module import LocalLearningModule
 from octo.training.test_curve import TestCurve
-from octo.utils.errors import ConfigError, DivergenceError, OctoError
+from octo.utils.errors import ConfigError, DivergenceError, OctoError, RunInterrupted
 from octo.utils.files import read_json, write_json_atomic
 from octo.utils.provenance import device_name, git_commit, versions
 
@@ -81,17 +83,29 @@ def build(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict:
-    """Train, select on validation, test once, write metrics.json; returns the metrics."""
+    """Train, select on validation, test once, write metrics.json; returns the metrics.
+
+    SIGTERM / SIGINT (a time limit, Ctrl-C) stop the run at the next batch boundary: metrics.json then says
+    ``"status": "timeout"`` with the epochs done and every per-epoch number so far, :class:`RunInterrupted` is
+    raised (non-zero exit), and the same command resumes the run from ``checkpoints/last.ckpt``.
+    """
     out = Path(cfg.paths.output_dir)
     metrics_path = out / "metrics.json"
     previous = read_json(metrics_path)
-    if previous and cfg.skip_done and (previous.get("status") == "ok" or not cfg.retry_failed):
+    if previous and cfg.skip_done and (previous.get("status") == "ok"
+                                       or (previous.get("status") != "timeout" and not cfg.retry_failed)):
         print(f"octo: skipping finished job ({previous.get('status')}): {metrics_path}")
         return previous
 
+    with StopOnSignal() as stop:
+        return _train_and_test(cfg, out, metrics_path, stop)
+
+
+def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOnSignal) -> dict:
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
+    module.stop, module.process_t0 = stop, t0
     loggers = build_loggers(cfg.get("logger"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
@@ -113,8 +127,10 @@ def run(cfg: DictConfig) -> dict:
                "versions": versions(), "resumed_from": str(resume) if resume.exists() else None,
                "algorithm": {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **module.algorithm.describe()},
                "dataset": cfg.dataset.name, "sweep_name": cfg.sweep_name}
+    interrupted: RunInterrupted | None = None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
+        stop.check("after training")
         best = best_cb.best_model_path or None
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         module.restore_tested_buffers()
@@ -125,19 +141,28 @@ def run(cfg: DictConfig) -> dict:
             "selected_checkpoint": best or "last weights (no validation ran)",
             "blocks": _block_metrics(tested),
         })
-        if test_curve is not None and test_curve.rows:
-            metrics["test_curve"] = test_curve.summary()
-        evaluation = _final_evaluation(module, datamodule, trainer)
+        evaluation = _final_evaluation(module, datamodule, trainer, stop)
         if evaluation:
             metrics["evaluation"] = evaluation
         if callable(getattr(module.algorithm, "save_images", None)):
             metrics["images"] = _save_images(module, datamodule, out)
     except DivergenceError as err:
         metrics.update({"status": "failed", "failure": str(err), "test/acc": None, f"val/{key}_best": None})
+    except (RunInterrupted, SIGTERMException, KeyboardInterrupt) as err:
+        interrupted = err if isinstance(err, RunInterrupted) else RunInterrupted(
+            f"{stop.received or type(err).__name__} received at epoch {trainer.current_epoch}; the run is "
+            "recorded as 'timeout' and resumes from checkpoints/last.ckpt when the same command is run again")
+        metrics.update({"status": "timeout", "failure": str(interrupted), "test/acc": None,
+                        f"val/{key}_best": float(best_cb.best_model_score)
+                        if best_cb.best_model_score is not None else None})
+    if test_curve is not None and test_curve.rows:
+        metrics["test_curve"] = test_curve.summary()
     metrics.update({
-        "epochs": trainer.current_epoch, "wall_time_s": time.perf_counter() - t0,
+        # completed epochs: an interrupted epoch is dropped (the resumed run trains it again)
+        "epochs": trainer.current_epoch, "wall_time_s": module.wall_seconds(),
         "train_images_per_s": module.train_images_per_second(),
         "train_epoch_seconds": [round(t, 4) for t in module.epoch_seconds],
+        "history": module.history,
         "device": device_name(datamodule.device),  # the training device (test teardown moves the model to CPU)
     })
     write_json_atomic(metrics_path, metrics)
@@ -146,13 +171,15 @@ def run(cfg: DictConfig) -> dict:
     finally:
         finish_wandb(loggers)
     _report(metrics, out)
+    if interrupted is not None:
+        raise interrupted  # also inside a sweep: a time limit stops the whole sweep, not just this job
     if metrics["status"] == "failed" and not _is_multirun():
         raise DivergenceError(metrics["failure"])
     return metrics
 
 
 @torch.no_grad()
-def _final_evaluation(module: LocalLearningModule, datamodule, trainer) -> dict:
+def _final_evaluation(module: LocalLearningModule, datamodule, trainer, stop: StopOnSignal) -> dict:
     """The algorithm's extra evaluation on the test split (selected weights, eval mode, training device)."""
     algorithm = module.algorithm
     device = datamodule.device  # the training device: trainer.test's teardown moved the model to the CPU
@@ -161,11 +188,18 @@ def _final_evaluation(module: LocalLearningModule, datamodule, trainer) -> dict:
     algorithm.eval()
     try:
         with trainer.precision_plugin.forward_context():  # the test step's autocast (bf16 under trainer=gpu)
-            return algorithm.final_evaluation(
-                ((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()))
+            return algorithm.final_evaluation(_checked(
+                ((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()), stop))
     finally:
         algorithm.train(was_training)
         module.cpu()
+
+
+def _checked(batches, stop: StopOnSignal):
+    """The batches, checking for a stop signal before each one (the final evaluation can take minutes)."""
+    for batch in batches:
+        stop.check("during the final evaluation")
+        yield batch
 
 
 @torch.no_grad()
@@ -188,7 +222,9 @@ def _block_metrics(tested: dict) -> dict:
 
 
 def _report(metrics: dict, out: Path) -> None:
-    if metrics["status"] == "ok":
+    if metrics["status"] == "timeout":
+        print(f"octo: run stopped: {metrics['failure']}", file=sys.stderr)
+    elif metrics["status"] == "ok":
         tests = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/") and v is not None)
         vals = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val/") and v is not None)
         print(f"octo: {tests} (model selected on validation: {vals or 'no validation ran'}); "

@@ -73,7 +73,10 @@ def test_job_killed_mid_training_resumes_where_it_stopped(compose_cfg, tmp_path,
 
     metrics = run(compose_cfg(overrides))
     assert metrics["resumed_from"].endswith("last.ckpt")
-    assert metrics["epochs"] == 4 and len(metrics["train_epoch_seconds"]) == 2  # only epochs 2 and 3 ran again
+    # the whole history survives the kill: every epoch's seconds and row, each epoch once in the CSV curve
+    assert metrics["epochs"] == 4 and len(metrics["train_epoch_seconds"]) == 4
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
+    assert metrics["wall_time_s"] > sum(metrics["train_epoch_seconds"])
     # the saved state already held each epoch's scheduler step: the resumed run ends where the whole run ends
     import torch
     whole, resumed = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)

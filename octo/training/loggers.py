@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import socket
 from pathlib import Path
 
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -22,6 +24,44 @@ def wandb_reachable(host: str = "api.wandb.ai", timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv when it starts; a resumed run keeps its rows."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+    def drop_epochs_from(self, epoch: int) -> None:
+        """Forget the rows of epochs >= ``epoch`` (they are trained and logged again after a resume)."""
+        self.save()
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        keep = [r for r in rows if not r.get("epoch") or float(r["epoch"]) < epoch]
+        with open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(keep)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume: earlier rows are kept, and the rows of epochs after
+    the checkpoint the run resumes from are dropped (they are logged again), so the curve has each epoch once."""
+
+    @property
+    def experiment(self) -> _KeepingWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def drop_epochs_from(self, epoch: int) -> None:
+        self.experiment.drop_epochs_from(epoch)
 
 
 def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:

@@ -55,6 +55,15 @@ class LocalLearningModule(L.LightningModule):
         self._epoch_t0: float | None = None
         self._nonfinite = None  # device flag, read only every finite_check_every batches
         self._steps_since_check = 0
+        #: one row per finished epoch (training seconds, epoch-mean local losses, validation metrics when it ran);
+        #: saved in every checkpoint, so a resumed run keeps the whole history
+        self.history: list[dict] = []
+        #: wall seconds of earlier processes of this run (restored from the checkpoint) and this one's start
+        self.wall_before = 0.0
+        self.process_t0 = time.perf_counter()
+        self._validated = False
+        #: set by octo.train: a StopOnSignal whose flag is checked after every batch
+        self.stop = None
 
     # --- optimisers ----------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -141,6 +150,7 @@ class LocalLearningModule(L.LightningModule):
         self._steps_since_check = 0
 
     def on_train_epoch_start(self) -> None:
+        self._validated = False
         self._sync()
         self._epoch_train = 0.0
         self._epoch_t0 = time.perf_counter()
@@ -155,14 +165,65 @@ class LocalLearningModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._stop_clock()  # validation inside a training epoch does not count as training time
+        self._validated = True
 
     def on_train_epoch_end(self) -> None:
         self._stop_clock()
         self.epoch_seconds.append(self._epoch_train)
         self._check_finite()
+        self._record_epoch()
         scheds = self.lr_schedulers()
         for s in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
             s.step()
+
+    def _record_epoch(self) -> None:
+        """Append this epoch's row to :attr:`history` (one host read of the epoch's logged means)."""
+        # at on_train_epoch_end Lightning already reduces the epoch's train/ means; val/ keys are stale unless
+        # validation ran in this epoch
+        keep = ("train/", "val/") if self._validated else ("train/",)
+        row = {"epoch": self.current_epoch + 1, "train_seconds": round(self._epoch_train, 4)}
+        for key, value in self.trainer.callback_metrics.items():
+            if key.startswith(keep):
+                row[key] = float(value)
+        self.history.append(row)
+
+    def wall_seconds(self) -> float:
+        """Wall time of the whole run so far, across resumes."""
+        return self.wall_before + time.perf_counter() - self.process_t0
+
+    # --- checkpoint: what a resumed run needs to report the whole run -------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["octo_run"] = {"history": self.history, "epoch_seconds": self.epoch_seconds,
+                                  "train_seconds": self.train_seconds, "images_seen": self.images_seen,
+                                  "wall_seconds": self.wall_seconds()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return  # the test loads best.ckpt: its weights only, not its (shorter) history
+        state = checkpoint.get("octo_run") or {}
+        self.history = list(state.get("history", []))
+        self.epoch_seconds = list(state.get("epoch_seconds", []))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.images_seen = int(state.get("images_seen", 0))
+        self.wall_before = float(state.get("wall_seconds", 0.0))
+        self.process_t0 = time.perf_counter()
+        for lg in self.loggers:  # rows logged after this checkpoint will be logged again
+            if hasattr(lg, "drop_epochs_from"):
+                lg.drop_epochs_from(int(checkpoint.get("epoch", 0)))
+
+    # --- signals: stop at a batch boundary -------------------------------------------------------------------
+    def _check_stop(self, where: str) -> None:
+        if self.stop is not None:
+            self.stop.check(f"{where} at epoch {self.current_epoch}")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._check_stop("during training")
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_stop("during validation")
+
+    def on_test_batch_end(self, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_stop("during the final test")
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

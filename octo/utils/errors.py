@@ -23,6 +23,13 @@ class DivergenceError(OctoError):
     exit_code = 4
 
 
+class RunInterrupted(OctoError):
+    """SIGTERM or SIGINT arrived (a time limit, Ctrl-C): the run stopped at a batch boundary, recorded what it had
+    as status ``timeout`` and can be resumed with the same command."""
+
+    exit_code = 5
+
+
 def check_choice(name: str, value, choices) -> None:
     """Raise :class:`ConfigError` naming the valid choices if ``value`` is not one of them."""
     if value not in choices:
