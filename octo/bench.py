@@ -21,7 +21,9 @@ import torch
 from octo.algorithms.bp import BP
 from octo.algorithms.ff import FF
 from octo.nn.mlp import MLP
+from octo.utils.errors import RunInterrupted
 from octo.utils.files import write_json_atomic
+from octo.utils.procs import Children
 from octo.utils.provenance import device_name, git_commit, versions
 
 
@@ -55,13 +57,15 @@ def images_per_second(algorithm, x, y, batch: int, steps: int, warmup: int = 3) 
     return steps * batch / (time.perf_counter() - t0)
 
 
-def train_in_subprocess(overrides: list[str], device: str, tag: str) -> tuple[dict | None, float, Path, int]:
+def train_in_subprocess(overrides: list[str], device: str, tag: str, children: Children
+                        ) -> tuple[dict | None, float, Path, int]:
     """``python -m octo.train <overrides>`` as a user runs it, in a fresh temporary folder, without a logger.
 
-    Returns ``(metrics.json or None if the run failed, wall seconds of the whole process, run folder, exit code)``.
+    The child runs under ``children`` (signals forwarded, nothing orphaned). Returns ``(metrics.json or None if
+    the run left none, wall seconds of the whole process, run folder, exit code)``; a run stopped by a signal
+    leaves its metrics with status ``timeout`` and the epochs it finished.
     """
     import json
-    import subprocess
     import sys
     import tempfile
 
@@ -69,43 +73,58 @@ def train_in_subprocess(overrides: list[str], device: str, tag: str) -> tuple[di
     accel = "gpu" if device.startswith("cuda") else "cpu"
     cmd = [sys.executable, "-m", "octo.train", *overrides, f"trainer.accelerator={accel}", "logger=none",
            "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
-    t0 = time.perf_counter()
-    rc = subprocess.run(cmd).returncode
-    wall = time.perf_counter() - t0
+    child = children.start(tag, cmd)
+    rc = children.wait(child)
     metrics_path = out / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if rc == 0 and metrics_path.exists() else None
-    return metrics, wall, out, rc
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    return metrics, child.seconds, out, rc
 
 
-def reference_run(device: str) -> dict:
+def reference_run(device: str, children: Children) -> dict:
     """Whole-process time and test error of ``python -m octo.train experiments=ff_reference`` (data loading,
     training, validation every 100 steps and the final test included), as the public code's 25.3 s was measured."""
-    metrics, wall, out, rc = train_in_subprocess(["experiments=ff_reference"], device, "ref")
-    if metrics is None:
-        raise RuntimeError(f"the reference run failed (exit {rc}); see {out}")
-    return {"wall_time_s": wall, "test_error": 1 - metrics["test/acc"], "run_dir": str(out)}
+    metrics, wall, out, rc = train_in_subprocess(["experiments=ff_reference"], device, "ref", children)
+    if metrics is None or metrics.get("status") != "ok":
+        return {"failed": f"exit {rc}", "status": (metrics or {}).get("status", "failed"), "wall_time_s": wall,
+                "run_dir": str(out)}
+    return {"status": "ok", "wall_time_s": wall, "test_error": 1 - metrics["test/acc"], "run_dir": str(out)}
 
 
-def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str]) -> dict:
+def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str], children: Children) -> dict:
     """Train ``experiments=<experiment>`` for ``epochs`` epochs in a subprocess, as a user would.
 
     The s/epoch is the median training time (validation excluded, ``metrics.json["train_epoch_seconds"]``) of
     the epochs after the first, which pays for cuDNN autotuning and allocator warm-up. The run's accuracies come
-    with it: a speed-up that loses accuracy shows in the same record.
+    with it: a speed-up that loses accuracy shows in the same record. A run stopped by a signal still gives the
+    epochs it finished (status ``timeout``).
     """
     import statistics
 
     m, wall, out, rc = train_in_subprocess([f"experiments={experiment}", f"trainer.max_epochs={epochs}",
-                                            *overrides], device, experiment)
-    if m is None:  # one failed recipe must not lose the others' numbers
-        return {"experiment": experiment, "overrides": overrides, "epochs": epochs, "failed": f"exit {rc}",
-                "s_per_epoch_median": None, "wall_time_s": wall, "run_dir": str(out)}
-    seconds = m.get("train_epoch_seconds") or []
+                                            *overrides], device, experiment, children)
+    row = {"experiment": experiment, "overrides": overrides, "epochs": epochs, "wall_time_s": wall,
+           "run_dir": str(out), "status": (m or {}).get("status", "failed"), "s_per_epoch_median": None}
+    seconds = (m or {}).get("train_epoch_seconds") or []
     steady = seconds[1:] or seconds
-    return {"experiment": experiment, "overrides": overrides, "epochs": epochs, "epoch_seconds": seconds,
-            "s_per_epoch_median": statistics.median(steady) if steady else None,
-            "train_images_per_s": m.get("train_images_per_s"), "val_acc_best": m.get("val/acc_best"),
-            "test_acc": m.get("test/acc"), "wall_time_s": wall, "run_dir": str(out)}
+    if m is None or not seconds:  # one failed recipe must not lose the others' numbers
+        row["failed"] = f"exit {rc}" if m is None else f"{row['status']} before the first epoch ended"
+        return row
+    row.update({"epoch_seconds": seconds, "epochs_done": m.get("epochs"),
+                "s_per_epoch_median": statistics.median(steady),
+                "train_images_per_s": m.get("train_images_per_s"), "val_acc_best": m.get("val/acc_best"),
+                "test_acc": m.get("test/acc")})
+    return row
+
+
+def _readme_line(record: dict, r: dict) -> str:
+    if r["s_per_epoch_median"] is None:
+        return (f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` | "
+                f"{r.get('failed', 'no epoch ran')} | | | | {record['commit']} | {record['note']} |\n")
+    partial = "" if r["status"] == "ok" else f" ({r['status']} after {r['epochs_done']})"
+    return (f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` "
+            f"{' '.join(r['overrides'])} | {r['epochs']} epochs{partial} | **{r['s_per_epoch_median']:.2f} "
+            f"s/epoch** (median after the first) | {r['train_images_per_s']:.0f} img/s | val acc "
+            f"{r['val_acc_best']} | {record['commit']} | {record['note']} |\n")
 
 
 def main(argv=None) -> dict:
@@ -126,8 +145,39 @@ def main(argv=None) -> dict:
     p.add_argument("--recipe-args", nargs="*", default=[], metavar="OVERRIDE",
                    help="Hydra overrides for every recipe, e.g. dataset.train_subset=5000 on a CPU")
     args = p.parse_args(argv)
+    with Children() as children:
+        return _run(args, children)
+
+
+def _run(args, children: Children) -> dict:
+    """Measure, writing the JSON record and the README line of each part as soon as it is measured, so that a
+    time limit keeps everything measured before it; a signal is forwarded to the running child, whose finished
+    epochs are recorded, and then ends the benchmark with exit code 5."""
     device = torch.device(args.device)
     torch.manual_seed(0)
+    out = Path(args.out)
+    record = {
+        "what": "training images/s, joint optimiser, data on device, same MLP",
+        "hidden": args.hidden, "batch": args.batch, "steps": args.steps,
+        "device": device_name(device), "commit": git_commit(), "versions": versions(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": args.note, "status": "running",
+    }
+    slug = record["device"].split("(")[0].strip().replace(" ", "_").lower()
+    path = out / f"mlp_{slug}_{'x'.join(map(str, args.hidden))}.json"
+    readme = out / "README.md"
+    if not readme.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        readme.write_text("# Benchmarks\n\nTraining images/s (`python -m octo.bench`), data on the device, joint "
+                          "optimiser; FF processes a positive and a negative per image.\n\n"
+                          "| time (UTC) | device | MLP hidden | batch | BP img/s | FF img/s | FF/BP | commit | note |\n"
+                          "|---|---|---|---|---|---|---|---|---|\n")
+
+    def stopped() -> bool:
+        if children.received:
+            record["status"] = f"timeout ({children.received})"
+            write_json_atomic(path, record)
+        return bool(children.received)
+
     # MNIST-shaped random data: throughput does not depend on pixel values
     x = torch.randn(20 * args.batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (x.shape[0],), device=device)
@@ -135,50 +185,34 @@ def main(argv=None) -> dict:
     for name, cls in (("bp", BP), ("ff", FF)):
         algo = cls(MLP([1, 28, 28], args.hidden), num_classes=10).to(device)
         results[name] = images_per_second(algo, x, y, args.batch, args.steps)
-    # FF evaluation scores all 10 labels in one pass; BP evaluation is one pass
-    record = {
-        "what": "training images/s, joint optimiser, data on device, same MLP",
-        "hidden": args.hidden, "batch": args.batch, "steps": args.steps,
-        "bp_images_per_s": results["bp"], "ff_images_per_s": results["ff"],
-        "ff_over_bp": results["ff"] / results["bp"],
-        "device": device_name(device), "commit": git_commit(), "versions": versions(),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": args.note,
-    }
-    if args.reference_run:
-        record["reference_run"] = reference_run(args.device)
-    if args.recipes:
-        record["recipes"] = [recipe_epochs(e, args.recipe_epochs, args.device, list(args.recipe_args))
-                             for e in args.recipes]
-    out = Path(args.out)
-    slug = record["device"].split("(")[0].strip().replace(" ", "_").lower()
-    write_json_atomic(out / f"mlp_{slug}_{'x'.join(map(str, args.hidden))}.json", record)
-    line = (f"| {record['time']} | {record['device']} | {args.hidden} | {args.batch} | {results['bp']:.0f} | "
-            f"{results['ff']:.0f} | {record['ff_over_bp']:.2f} | {record['commit']} | {args.note} |\n")
-    readme = out / "README.md"
-    if not readme.exists():
-        readme.write_text("# Benchmarks\n\nTraining images/s (`python -m octo.bench`), data on the device, joint "
-                          "optimiser; FF processes a positive and a negative per image.\n\n"
-                          "| time (UTC) | device | MLP hidden | batch | BP img/s | FF img/s | FF/BP | commit | note |\n"
-                          "|---|---|---|---|---|---|---|---|---|\n")
+    record.update({"bp_images_per_s": results["bp"], "ff_images_per_s": results["ff"],
+                   "ff_over_bp": results["ff"] / results["bp"]})
+    write_json_atomic(path, record)
     with readme.open("a") as f:
-        f.write(line)
-        for r in record.get("recipes", []):
-            if r["s_per_epoch_median"] is None:
-                f.write(f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` | "
-                        f"{r.get('failed', 'no epoch ran')} | | | | {record['commit']} | {args.note} |\n")
-                continue
-            f.write(f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` "
-                    f"{' '.join(r['overrides'])} | {r['epochs']} epochs | **{r['s_per_epoch_median']:.2f} s/epoch** "
-                    f"(median after the first) | {r['train_images_per_s']:.0f} img/s | val acc "
-                    f"{r['val_acc_best']} | {record['commit']} | {args.note} |\n")
+        f.write(f"| {record['time']} | {record['device']} | {args.hidden} | {args.batch} | {results['bp']:.0f} | "
+                f"{results['ff']:.0f} | {record['ff_over_bp']:.2f} | {record['commit']} | {args.note} |\n")
     print(f"octo.bench: BP {results['bp']:.0f} img/s, FF {results['ff']:.0f} img/s, FF/BP "
           f"{record['ff_over_bp']:.2f} on {record['device']} -> {readme}")
-    for r in record.get("recipes", []):
+    if args.reference_run and not stopped():
+        record["reference_run"] = reference_run(args.device, children)
+        write_json_atomic(path, record)
+    for experiment in args.recipes:
+        if stopped():
+            break
+        r = recipe_epochs(experiment, args.recipe_epochs, args.device, list(args.recipe_args), children)
+        record.setdefault("recipes", []).append(r)
+        write_json_atomic(path, record)
+        with readme.open("a") as f:
+            f.write(_readme_line(record, r))
         if r["s_per_epoch_median"] is None:
             print(f"octo.bench: {r['experiment']}: {r.get('failed', 'no epoch ran')} (see {r['run_dir']})")
-            continue
-        print(f"octo.bench: {r['experiment']}: {r['s_per_epoch_median']:.2f} s/epoch, "
-              f"{r['train_images_per_s']:.0f} img/s, val acc {r['val_acc_best']}")
+        else:
+            print(f"octo.bench: {r['experiment']}: {r['s_per_epoch_median']:.2f} s/epoch, "
+                  f"{r['train_images_per_s']:.0f} img/s, val acc {r['val_acc_best']} ({r['status']})")
+    if stopped():
+        raise SystemExit(RunInterrupted.exit_code)
+    record["status"] = "ok"
+    write_json_atomic(path, record)
     return record
 
 

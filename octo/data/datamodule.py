@@ -208,7 +208,35 @@ class DeviceDataModule(L.LightningDataModule):
         return DeviceLoader(x, y, self.eval_batch_size, self.mean, self.std)
 
     def train_dataloader(self) -> DeviceLoader:
-        return self._loader("train", train=True)
+        loader = self._loader("train", train=True)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            self._apply_train_limit(loader, trainer)
+        return loader
+
+    def _apply_train_limit(self, loader: DeviceLoader, trainer: L.Trainer) -> None:
+        """Move the trainer's ``limit_train_batches`` into the loader, which shares it out over the passes.
+
+        Lightning would cut the epoch after that many batches, and a multi-phase algorithm's passes come one
+        after another: a limit below one pass (the debug and smoke configs use 2 batches) would never run the
+        later phases (OctopusNet's coordinator, the SFF heads). Eval loaders make one pass: nothing to do there.
+        """
+        limit = trainer.limit_train_batches
+        full = len(loader)
+        n = min(full, limit) if isinstance(limit, int) else int(full * limit)  # as Lightning counts
+        if n >= full:
+            return
+        if n < self.train_passes:
+            # Lightning turns fast_dev_run=n into limit_train_batches=n: name what the user set
+            setting, value = (("fast_dev_run", trainer.fast_dev_run) if trainer.fast_dev_run
+                              else ("limit_train_batches", limit))
+            raise ConfigError(f"trainer.{setting}={value!r} gives {n} training batch(es) per epoch but the "
+                              f"algorithm makes {self.train_passes} passes (one per phase), each needing one; "
+                              f"set trainer.{setting} to an int >= {self.train_passes}")
+        loader.limit = n
+        # Lightning applies the limit to len(loader) itself: a fraction would cut the shortened loader a second
+        # time. The exact count is a no-op for it (Lightning rewrites this attribute itself for fast_dev_run).
+        trainer.limit_train_batches = n
 
     def val_dataloader(self) -> DeviceLoader:
         return self._loader("val", train=False)

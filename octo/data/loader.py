@@ -36,6 +36,8 @@ class DeviceLoader:
     A train loader (``train=True``) shuffles (a full batch keeps its order), optionally augments, makes
     ``passes`` passes per epoch and yields ``(x, y, pass_idx)``; an eval loader keeps the order, never augments
     and yields ``(x, y)``.
+    ``limit`` caps the batches of a training epoch, shared out over the passes (see :attr:`pass_lengths`), so
+    that every pass -- every phase of a multi-phase algorithm -- gets its turn however small the limit.
     ``batch_size=-1`` gives the whole set as one batch. The shuffling of epoch ``e`` depends only on
     ``(seed, e)``: Lightning calls :meth:`set_epoch` before each epoch (through :attr:`sampler`), so a resumed
     run sees the same order as an uninterrupted one; without Lightning the epoch counts up once per iteration.
@@ -43,7 +45,7 @@ class DeviceLoader:
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], *, train: bool = False, augment: Mapping | None = None,
-                 drop_last: bool = False, seed: int = 0, passes: int = 1) -> None:
+                 drop_last: bool = False, seed: int = 0, passes: int = 1, limit: int | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {list(images.shape)}")
         if labels.shape != images.shape[:1]:
@@ -59,15 +61,15 @@ class DeviceLoader:
         self.hflip = bool(augment.pop("hflip", False))
         if augment:
             raise ConfigError(f"unknown dataset.augment keys {sorted(augment)}; valid: crop_padding, hflip")
-        if not train and (self.crop_padding or self.hflip or drop_last):
-            raise ConfigError("eval loaders neither augment nor drop batches: they see every image as it is")
+        if not train and (self.crop_padding or self.hflip or drop_last or limit is not None):
+            raise ConfigError("eval loaders neither augment, drop nor limit batches: they see every image as it is")
         if n == 0:
             raise ValueError("cannot make a loader over 0 images")
         self.images, self.labels = images, labels
         self.batch_size = n if batch_size == -1 else batch_size
         if drop_last and self.batch_size > n:
             raise ConfigError(f"batch_size={batch_size} with drop_last exceeds the {n} images: no batch")
-        self.train, self.drop_last, self.seed, self.passes = train, drop_last, seed, passes
+        self.train, self.drop_last, self.seed, self.passes, self.limit = train, drop_last, seed, passes, limit
         self._check_passes()
         # x / 255 then (x - mean) / std, folded into one multiply-add per element
         std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
@@ -94,12 +96,29 @@ class DeviceLoader:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def pass_lengths(self) -> list[int]:
+        """Batches of each training pass: all of them, or ``limit`` shared out as evenly as possible.
+
+        Passes run one after another, so cutting the epoch at ``limit`` batches would starve the later passes
+        (the later phases of a multi-phase algorithm would never train); each pass is cut instead, the earlier
+        ones taking the remainder. ``limit`` batches in all, the first batches of each pass's usual order.
+        """
+        full = self.batches_per_pass
+        if self.limit is None or self.limit >= full * self.passes:
+            return [full] * self.passes
+        share, extra = divmod(self.limit, self.passes)
+        return [share + (p < extra) for p in range(self.passes)]
+
     def __len__(self) -> int:
-        return self.batches_per_pass * (self.passes if self.train else 1)
+        return sum(self.pass_lengths) if self.train else self.batches_per_pass
 
     def _check_passes(self) -> None:
         if not (isinstance(self.passes, int) and not isinstance(self.passes, bool) and self.passes >= 1):
             raise ConfigError(f"train_passes={self.passes!r} must be an int >= 1")
+        if self.limit is not None and not (isinstance(self.limit, int) and self.limit >= self.passes):
+            raise ConfigError(f"a limit of {self.limit!r} training batches cannot give each of the "
+                              f"{self.passes} passes a batch; it must be an int >= {self.passes}")
 
     def normalise(self, x: Tensor) -> Tensor:
         """uint8 ``[B, C, H, W]`` -> float32, scaled to [0, 1] and standardised per channel."""
@@ -114,12 +133,12 @@ class DeviceLoader:
         gen.manual_seed(epoch_seed(self.seed, self.epoch))
         self.epoch += 1
         n, bs = len(self.images), self.batch_size
-        for pass_idx in range(self.passes):
+        for pass_idx, n_batches in enumerate(self.pass_lengths):
             # a full batch keeps its order: its gradient does not depend on it, and per-sample choices made once
             # (the reference FF's negative labels, neg_label=shuffle_once) stay attached to their samples
             perm = (torch.arange(n, device=self.images.device) if bs >= n
                     else torch.randperm(n, device=self.images.device, generator=gen))
-            for i in range(self.batches_per_pass):
+            for i in range(n_batches):
                 idx = perm[i * bs: (i + 1) * bs]
                 x = crop_flip(self.images[idx], self.crop_padding, self.hflip, gen)
                 yield self.normalise(x), self.labels[idx], pass_idx
