@@ -175,6 +175,22 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         xs = {s: self._fmt(v) for s, v in self.net.rescale(x, list(size.values())).items()}
         return {i: self.net.arms[i].forward_trunk(xs[size[i]], *self._gains(i)) for i in arms}
 
+    def _labelled_trunks(self, x: Tensor, labels: Tensor, arms: Sequence[int]) -> dict[int, object]:
+        """Trunk outputs of the FF arms on ``x`` overlaid with each row of ``labels`` (``[K, B]``), as ``[K * B]``
+        rows, label-major: ``_trunks(overlay(cat of K copies of x, labels.flatten()), arms, ff_scales=True)`` up to
+        float rounding, without building K labelled copies of every image.
+
+        The overlay is an image part plus a per-label map, the bilinear downsampling (no antialiasing) is linear,
+        and so is each arm's first convolution (zero padding, bias carried by the image part): the image part is
+        downsampled and convolved once per image, each label map once per call (C small maps), and the arm adds
+        them (``forward_trunk_labelled``). Only FF arms see labels; CG arms (BatchNorm after the first conv) train
+        on clean images and never come here.
+        """
+        size = {i: self.ff_scale(i) for i in arms}
+        image, label_maps = (self.net.rescale(part, list(size.values())) for part in self.overlay.split(x))
+        return {i: self.net.arms[i].forward_trunk_labelled(self._fmt(image[size[i]]), self._fmt(label_maps[size[i]]),
+                                                           labels, *self._gains(i)) for i in arms}
+
     def _tokens(self, trunks: dict[int, object]) -> Tensor:
         return torch.stack([self.net.arms[i].token(t).float() for i, t in sorted(trunks.items())], 1)
 
@@ -206,9 +222,9 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         cg = [i for i in arms if self.net.arms[i].loss_kind == "cg"]
         if ff:
             b = x.shape[0]
-            # positives and negatives in one batch, overlaid at full resolution, then downsampled per arm
-            y2 = torch.cat([y, wrong_labels(y, self.num_classes)])
-            trunks = self._trunks(self.overlay(torch.cat([x, x]), y2), ff, ff_scales=True)
+            # positives then negatives, as one batch of 2b rows
+            labels = torch.stack([y, wrong_labels(y, self.num_classes)])
+            trunks = self._labelled_trunks(x, labels, ff)
             for i in ff:
                 arm = self.net.arms[i]
                 g = arm.goodness(trunks[i])

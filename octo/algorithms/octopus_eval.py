@@ -17,8 +17,8 @@ from octo.encodings.negatives import wrong_labels
 
 
 class OctopusEvaluation:
-    """Needs ``net``, ``sff``, ``readout``, ``overlay``, ``num_classes``, ``eval_arm_metrics``, ``full_forward``,
-    ``_sff_logits``, ``_trunks``, ``_tokens``, ``_push_feedback`` and ``_store_feedback`` from
+    """Needs ``net``, ``sff``, ``readout``, ``num_classes``, ``eval_arm_metrics``, ``full_forward``,
+    ``_sff_logits``, ``_trunks``, ``_labelled_trunks``, ``_tokens``, ``_push_feedback`` and ``_store_feedback`` from
     :class:`~octo.algorithms.octopus.Octopus`."""
 
     @torch.no_grad()
@@ -50,8 +50,8 @@ class OctopusEvaluation:
         if not ff:
             return {}
         gen = torch.Generator(device=x.device).manual_seed(0)
-        y2 = torch.cat([y, wrong_labels(y, self.num_classes, generator=gen)])
-        trunks = self._trunks(self.overlay(torch.cat([x, x]), y2), ff, ff_scales=True)
+        labels = torch.stack([y, wrong_labels(y, self.num_classes, generator=gen)])
+        trunks = self._labelled_trunks(x, labels, ff)
         out, b = {}, x.shape[0]
         for i in ff:
             g = self.net.arms[i].goodness(trunks[i])
@@ -105,8 +105,8 @@ class OctopusEvaluation:
         step = max(1, max_rows // b)
         for c0 in range(0, c if ff else 0, step):
             k = min(step, c - c0)
-            ys = torch.arange(c0, c0 + k, device=x.device).repeat_interleave(b)
-            trunks_k = self._trunks(self.overlay(x.repeat(k, 1, 1, 1), ys), ff, ff_scales=True)
+            labels = torch.arange(c0, c0 + k, device=x.device).view(k, 1).expand(k, b)
+            trunks_k = self._labelled_trunks(x, labels, ff)
             for i in ff:
                 scores[i, :, c0:c0 + k] = self.net.arms[i].goodness(trunks_k[i]).view(k, b).T
         return scores

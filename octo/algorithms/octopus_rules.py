@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 from octo.algorithms.goodness import ff_loss
 from octo.encodings.fourier import fourier_patterns
-from octo.encodings.onehot import onehot_overlay
+from octo.encodings.onehot import onehot_overlay, onehot_split
 from octo.utils.errors import ConfigError, check_choice
 
 LABEL_ENCODINGS = ("fourier", "onehot")
@@ -64,6 +64,18 @@ class LabelOverlay(nn.Module):
             return onehot_overlay(x, y, self.num_classes, self.label_value)
         k = self.strength
         return (1 - k) * x + k * self.patterns[y].unsqueeze(1).to(x.dtype)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The overlay as a label-free image part ``[B, c, H, W]`` and one additive map per label ``[C, 1 or c, H,
+        W]`` (Fourier: one channel, broadcast over the image's), with ``self(x, y) == image + maps[y]`` bit for bit.
+
+        Both encodings are affine in the image with a label term that does not depend on it (one-hot: apart from
+        the batch-max label value, a scalar), so linear maps after the overlay can be applied to each part once.
+        """
+        if self.encoding == "onehot":
+            return onehot_split(x, self.num_classes, self.label_value)
+        k = self.strength
+        return (1 - k) * x, k * self.patterns.unsqueeze(1).to(x.dtype)
 
 
 def module_dropout_keep(num_arms: int, p: float, device) -> Tensor:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from octo.nn.octopus.common import FeatureMapArm, l2_normalize, per_sample_layer_norm
+from octo.nn.octopus.common import FeatureMapArm, l2_normalize, labelled_conv, per_sample_layer_norm
 
 
 class CNNTrunk(nn.Module):
@@ -27,12 +27,23 @@ class CNNTrunk(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor, mid_gain: Tensor | None = None) -> Tensor:
-        h = x
-        for i, conv in enumerate(self.convs):
-            h = torch.relu(conv(per_sample_layer_norm(h) if i > 0 else h))
-            if i == 0 and mid_gain is not None:
-                # paper-style feedback: per-channel gains on the first feature maps
-                h = h * mid_gain.to(h.dtype).view(-1, h.shape[1], 1, 1)
+        return self._after_conv1(self.convs[0](x), mid_gain)
+
+    def forward_labelled(self, x: Tensor, label_maps: Tensor, labels: Tensor,
+                         mid_gain: Tensor | None = None) -> Tensor:
+        """``self(x[b] + label_maps[labels[k, b]])`` for every row k of ``labels`` (``[K, B]``), as ``[K * B, ...]``
+        rows, label-major. Exact up to float rounding: nothing stands between the input and conv1, which is
+        linear (zero padding) - the per-sample LayerNorm only comes before conv2 - so conv1 runs once per image
+        and once per label map (:func:`~octo.nn.octopus.common.labelled_conv`)."""
+        return self._after_conv1(labelled_conv(self.convs[0], x, label_maps, labels), mid_gain)
+
+    def _after_conv1(self, h: Tensor, mid_gain: Tensor | None) -> Tensor:
+        h = torch.relu(h)
+        if mid_gain is not None:
+            # paper-style feedback: per-channel gains on the first feature maps
+            h = h * mid_gain.to(h.dtype).view(-1, h.shape[1], 1, 1)
+        for conv in self.convs[1:]:
+            h = torch.relu(conv(per_sample_layer_norm(h)))
         return h
 
 
@@ -68,3 +79,13 @@ class CNNArm(FeatureMapArm, nn.Module):
         if in_gain is not None:
             x = x * in_gain.to(x.dtype).view(1, -1, 1, 1)
         return self.trunk(x, mid_gain)
+
+    def forward_trunk_labelled(self, x: Tensor, label_maps: Tensor, labels: Tensor, in_gain: Tensor | None = None,
+                               mid_gain: Tensor | None = None) -> Tensor:
+        """``forward_trunk`` of ``x[b] + label_maps[labels[k, b]]`` for every row k of ``labels`` (``[K, B]``), as
+        ``[K * B, ...]`` rows, label-major. The input gains scale each channel, a linear map: applied to both parts
+        (a one-channel label map becomes c channels here)."""
+        if in_gain is not None:
+            g = in_gain.to(x.dtype).view(1, -1, 1, 1)
+            x, label_maps = x * g, label_maps * g
+        return self.trunk.forward_labelled(x, label_maps, labels, mid_gain)

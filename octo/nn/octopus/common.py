@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 
 from octo.utils.errors import ConfigError
 
@@ -104,6 +104,32 @@ def resize_gain(gain: Tensor, channels: int) -> Tensor:
         return gain
     g = gain.reshape(-1, 1, gain.shape[-1]).float()
     return F.interpolate(g, size=channels, mode="linear", align_corners=True).reshape(*gain.shape[:-1], channels)
+
+
+def add_label_part(image_part: Tensor, label_part: Tensor, labels: Tensor) -> Tensor:
+    """``image_part[b] + label_part[labels[k, b]]`` for every row k of ``labels`` (``[K, B]``), as ``[K * B, ...]``
+    rows, label-major (all of row 0 first), like ``torch.cat`` of the K labelled batches.
+
+    One gather and one in-place add over the K-times larger result: on a CPU this memory-bound pass costs about as
+    much as a plain broadcast add, so the same code serves K = 2 (positives, negatives) and K = C (scoring).
+    """
+    label_part = label_part.expand(-1, *image_part.shape[1:])  # one-channel maps: the same on every channel
+    return label_part[labels].add_(image_part).flatten(0, 1)
+
+
+def labelled_conv(conv: nn.Conv2d, x: Tensor, label_maps: Tensor, labels: Tensor) -> Tensor:
+    """``conv(x[b] + label_maps[labels[k, b]])`` for every row k of ``labels`` (``[K, B]``), as ``[K * B, ...]``
+    rows, label-major: one convolution per image and one bias-free convolution per label map, where the direct
+    path convolves every (image, label) pair.
+
+    Exact up to float rounding: a convolution with zero padding is linear in its input, plus the bias, which the
+    image part carries once. ``label_maps`` is ``[C, 1 or c, H, W]`` (one channel = the same map on every channel).
+    """
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"labelled_conv needs zero padding (linear); got padding_mode={conv.padding_mode!r}")
+    maps = label_maps.expand(-1, x.shape[1], -1, -1)
+    label_part = F.conv2d(maps, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return add_label_part(conv(x), label_part, labels)
 
 
 class FeatureMapArm:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from octo.nn.octopus.common import FeatureMapArm, l2_normalize
+from octo.nn.octopus.common import FeatureMapArm, add_label_part, l2_normalize, labelled_conv
 from octo.utils.errors import ConfigError
 
 
@@ -51,6 +51,13 @@ class TransformerArm(FeatureMapArm, nn.Module):
     def forward_trunk(self, x: Tensor, in_gain: Tensor | None = None, mid_gain: Tensor | None = None) -> Tensor:
         return self.trunk(x)
 
+    def forward_trunk_labelled(self, x: Tensor, label_maps: Tensor, labels: Tensor, in_gain: Tensor | None = None,
+                               mid_gain: Tensor | None = None) -> Tensor:
+        """``forward_trunk`` of ``x[b] + label_maps[labels[k, b]]`` for every row k of ``labels`` (``[K, B]``), as
+        ``[K * B, ...]`` rows, label-major. The trunk is the patch convolution alone (no padding, linear): one
+        convolution per image and one per label map, exact up to float rounding."""
+        return labelled_conv(self.trunk, x, label_maps, labels)
+
 
 class LSTMArm(nn.Module):
     kind = "lstm"
@@ -77,6 +84,14 @@ class LSTMArm(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             out, _ = self.trunk(seq)
         return out[:, -1]
+
+    def forward_trunk_labelled(self, x: Tensor, label_maps: Tensor, labels: Tensor, in_gain: Tensor | None = None,
+                               mid_gain: Tensor | None = None) -> Tensor:
+        """``forward_trunk`` of ``x[b] + label_maps[labels[k, b]]`` for every row k of ``labels`` (``[K, B]``), as
+        ``[K * B, ...]`` rows, label-major. No saving here: the RMS normalisation of the whole sequence comes
+        before the first linear map and depends on the label, and the LSTM kernel takes the sequence itself, so the
+        labelled inputs are built (at the arm's small resolution) and run as they are."""
+        return self.forward_trunk(add_label_part(x, label_maps, labels))
 
     def goodness(self, last: Tensor) -> Tensor:
         return last.float().pow(2).mean(dim=1)
