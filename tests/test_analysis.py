@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from octo.analysis.collect import collect, parse_scalar
-from octo.analysis.tables import format_cell, main, summarize, write_sweep_outputs
+from octo.analysis.tables import format_cell, main, render_markdown, summarize, write_sweep_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,7 +162,7 @@ def test_write_sweep_outputs(runs_root: Path, tmp_path: Path) -> None:
     paths = write_sweep_outputs(sweep, tmp_path / "out")
     table = paths["table"].read_text()
     assert table.startswith("## ff_threshold")
-    assert "52.40 ± 0.30 (n=3)" in table and "**60.50 ± 0.71 (n=2; 1 failed)**" in table  # best is bold
+    assert "52.40 ± 0.30 (n=3)" in table and "**60.50 ± 0.71 (n=2; 1 failed)**" in table  # best validation mean
     assert "incomplete" in table and "failed" in table
     assert "mean ± sd" in table and "n = 2-3" in table and "test/acc in %" in table
     assert "CPU (x86_64, 2 cores)" in table and "abc1234567" in table and "epochs: 2" in table
@@ -228,3 +228,53 @@ def test_cli_all_processes_every_sweep(runs_root: Path, tmp_path: Path,
     assert "71.00 ± 1.41 (n=2)" in (out / "ablation" / "table.md").read_text()
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert main(["--all", str(tmp_path / "nope")]) != 0
+
+
+def test_table_marks_the_best_validation_mean_not_the_best_test_mean(tmp_path: Path) -> None:
+    # config 1.0: test 60 %, validation 50 %; config 2.0: test 55 %, validation 58 %. Model selection reads the
+    # validation split, so 2.0 is the one to mark; bolding 1.0 would choose on the test set.
+    sweep = tmp_path / "runs" / "select"
+    for threshold, test, val in ((1.0, 0.60, 0.50), (2.0, 0.55, 0.58)):
+        for seed in (0, 1):
+            m = {**metrics(test, seed), "val/acc_best": val}
+            make_job(sweep / f"t{threshold}_s{seed}", {"algorithm.threshold": threshold, "seed": seed}, "select", m)
+    table = write_sweep_outputs(sweep, tmp_path / "out")["table"].read_text()
+    assert "**55.00 ± 0.00 (n=2)**" in table and "**60.00" not in table
+    assert "best mean val/acc_best (validation)" in table
+    # Without a validation metric nothing is marked.
+    summary = summarize(collect(sweep), select_metric=None)
+    assert "**" not in render_markdown(summary, "no selection")
+
+
+def test_table_marks_rows_run_from_dirty_or_unknown_commits(tmp_path: Path) -> None:
+    sweep = tmp_path / "runs" / "provenance"
+    for width, commit in ((64, "abc1234567"), (128, "abc1234567-dirty"), (256, "unknown")):
+        make_job(sweep / str(width), {"model.width": width, "seed": 0}, "provenance",
+                 {**metrics(0.5, 0), "commit": commit})
+    table = write_sweep_outputs(sweep, tmp_path / "out")["table"].read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "(n=" in line}
+    assert "†" not in rows["64"] and "†" in rows["128"] and "†" in rows["256"]
+    assert "† At least one run of this row records a commit ending in -dirty" in table
+
+
+def test_runs_csv_keeps_paths_relative_to_the_run_folder(tmp_path: Path) -> None:
+    # train.py records absolute paths of the machine that ran the job; a committed runs.csv must not carry them.
+    sweep = tmp_path / "runs" / "paths"
+    job = sweep / "seed=0"
+    m = {**metrics(0.5, 0), "selected_checkpoint": str(job.resolve() / "checkpoints" / "best.ckpt"),
+         "resumed_from": str(job.resolve() / "checkpoints" / "last.ckpt"),
+         "images": "/elsewhere/machine/paths/seed=0/images/test.png"}  # a run folder copied from another machine
+    make_job(job, {"seed": 0}, "paths", m)
+    df = collect(sweep)
+    assert df.loc[0, "selected_checkpoint"] == "checkpoints/best.ckpt"
+    assert df.loc[0, "resumed_from"] == "checkpoints/last.ckpt" and df.loc[0, "images"] == "images/test.png"
+    # Rows of an older runs.csv (absolute paths, folder gone) are rewritten when merged.
+    out = tmp_path / "results" / "paths"
+    out.mkdir(parents=True)
+    old = pd.DataFrame({"run_dir": ["seed=9"], "status": ["ok"], "seed": [9], "test/acc": [0.4],
+                        "selected_checkpoint": ["/srv/octo/results/runs/paths/seed=9/checkpoints/best.ckpt"]})
+    old.to_csv(out / "runs.csv", index=False)
+    text = write_sweep_outputs(sweep, out)["runs"].read_text()
+    assert str(tmp_path) not in text and "/srv/" not in text
+    back = pd.read_csv(out / "runs.csv")
+    assert set(back["selected_checkpoint"]) == {"checkpoints/best.ckpt"}

@@ -12,7 +12,7 @@ import logging
 import math
 import numbers
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -104,7 +104,9 @@ def _job_row(job: Path, sweep_dir: Path, config_keys: Sequence[str]) -> tuple[di
     if metrics is None:
         row["status"] = STATUS_INCOMPLETE
     else:
-        row.update(flatten(metrics))
+        # Paths (selected_checkpoint, resumed_from, images) are recorded as absolute paths of the machine that
+        # ran the job; runs.csv is committed, so it keeps them relative to the run folder instead.
+        row.update({k: run_relative(v, job) if isinstance(v, str) else v for k, v in flatten(metrics).items()})
         # A job that wrote metrics.json without a status predates the field: it ended, so it is "ok".
         row["status"] = str(metrics.get("status") or STATUS_OK)
     # Config values fill gaps only: metrics.json describes what really ran (the seed, for one).
@@ -113,6 +115,32 @@ def _job_row(job: Path, sweep_dir: Path, config_keys: Sequence[str]) -> tuple[di
     # Override values are what varied, so they win over a same-named metric (e.g. algorithm.<switch>).
     row.update(overrides)
     return row, list(overrides)
+
+
+def run_relative(value: str, job: Path) -> str:
+    """``value`` relative to the run folder ``job`` when it is an absolute path inside it; other text unchanged.
+
+    ``/srv/octo/results/runs/s/seed=0/checkpoints/best.ckpt`` -> ``checkpoints/best.ckpt``. A run folder copied from
+    another machine still records that machine's paths: the part after the folder's own name is kept then, or,
+    for a folder renamed since, the part after ``runs/<sweep>/<job>/`` (the layout octo.train writes). Any other
+    absolute path keeps only its file name, so no machine path reaches a committed file.
+    """
+    path = PurePosixPath(value)
+    if not path.is_absolute():
+        return value
+    for base in (job.resolve(), job.absolute()):
+        try:
+            return path.relative_to(base.as_posix()).as_posix()
+        except ValueError:
+            pass
+    parts = path.parts
+    if job.name in parts[:-1]:
+        last = len(parts) - 1 - parts[::-1].index(job.name)
+        return PurePosixPath(*parts[last + 1:]).as_posix()
+    if "runs" in parts[:-3]:
+        runs = max(i for i, part in enumerate(parts[:-3]) if part == "runs")
+        return PurePosixPath(*parts[runs + 3:]).as_posix()
+    return f"<outside the run folder>/{path.name}"
 
 
 def flatten(metrics: dict[str, Any]) -> dict[str, Any]:

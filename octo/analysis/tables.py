@@ -24,9 +24,19 @@ import numpy as np
 import pandas as pd
 
 from octo.analysis.collect import (STATUS_INCOMPLETE, STATUS_OK, collect, find_job_dirs, format_value,
-                                   sort_rows)
+                                   run_relative, sort_rows)
 
 SPREAD = "sd"  # the spread every table and figure reports: the sample standard deviation over seeds
+# The metric a table marks the best row by. Choosing a configuration on its test mean would report a number that
+# was itself used for the choice; the validation split exists for that.
+SELECT_METRIC = "val/acc_best"
+DAGGER = "†"  # marks a row resting on code that is not exactly a commit
+
+
+def unpinned_commit(commit: Any) -> bool:
+    """Whether a recorded commit does not pin the code: ``-dirty`` (uncommitted changes) or ``unknown`` (no git)."""
+    text = format_value(commit)
+    return text.endswith("-dirty") or text == "unknown"
 
 
 def default_keys(df: pd.DataFrame) -> list[str]:
@@ -49,15 +59,16 @@ def fixed_overrides(df: pd.DataFrame, keys: Sequence[str]) -> dict[str, Any]:
 
 
 def summarize(df: pd.DataFrame, keys: Sequence[str] | None = None, metric: str = "test/acc",
-              scale: float = 100.0, decimals: int = 2) -> pd.DataFrame:
+              scale: float = 100.0, decimals: int = 2, select_metric: str | None = SELECT_METRIC) -> pd.DataFrame:
     """One row per configuration (unique values of ``keys``): ``metric`` × ``scale`` over its seeds.
 
     Columns: the ``keys``, ``mean``, ``sd`` (sample sd, ddof=1; NaN for n=1), ``n`` (ok runs with a value),
     ``n_failed`` (any status other than ok/incomplete), ``n_incomplete``, ``n_missing`` (ok runs without
-    the metric) and ``cell``, e.g. ``"52.41 ± 0.37 (n=3)"``, ``"52.41 (n=1)"``, ``"60.50 ± 0.71 (n=2; 1
-    failed)"``, ``"failed (n_failed=2)"`` or ``"incomplete"``. ``keys=None`` uses :func:`default_keys`.
-    Rows are sorted by the keys. ``attrs`` keeps metric, scale, keys and provenance for
-    :func:`render_markdown`.
+    the metric), ``select_mean`` (mean of ``select_metric`` × ``scale`` over the ok runs; NaN without that
+    column), ``n_unpinned`` (runs whose commit ends in ``-dirty`` or is ``unknown``) and ``cell``, e.g.
+    ``"52.41 ± 0.37 (n=3)"``, ``"52.41 (n=1)"``, ``"60.50 ± 0.71 (n=2; 1 failed)"``, ``"failed (n_failed=2)"`` or
+    ``"incomplete"``. ``keys=None`` uses :func:`default_keys`. Rows are sorted by the keys. ``attrs`` keeps
+    metric, select metric, scale, keys and provenance for :func:`render_markdown`.
 
     Raises:
         ValueError: a key is not a column of ``df``, or ``metric`` is absent although some runs finished.
@@ -72,26 +83,32 @@ def summarize(df: pd.DataFrame, keys: Sequence[str] | None = None, metric: str =
         raise ValueError(f"metric {metric!r} not in the runs; numeric columns are: {', '.join(numeric)}")
 
     values = pd.to_numeric(df[metric], errors="coerce") * scale if metric in df.columns else np.nan
+    selected = (pd.to_numeric(df[select_metric], errors="coerce") * scale
+                if select_metric and select_metric in df.columns else np.nan)
+    commits = df["commit"] if "commit" in df.columns else pd.Series(None, index=df.index)
     ok = status == STATUS_OK
     work = pd.DataFrame({
         "_v": pd.Series(values, index=df.index).where(ok),
+        "_sel": pd.Series(selected, index=df.index).where(ok),
         "_failed": ~ok & (status != STATUS_INCOMPLETE),
         "_incomplete": status == STATUS_INCOMPLETE,
         "_missing": ok & pd.Series(values, index=df.index).isna(),
+        "_unpinned": commits.map(unpinned_commit).astype(bool),
     }, index=df.index)
     # No keys: the whole sweep is one group (groupby needs something to group by).
     by = [df[k] for k in keys] if keys else [pd.Series(0, index=df.index)]
     stats = work.groupby(by, dropna=False, sort=False).agg(
         mean=("_v", "mean"), sd=("_v", "std"), n=("_v", "count"), n_failed=("_failed", "sum"),
-        n_incomplete=("_incomplete", "sum"), n_missing=("_missing", "sum"))
+        n_incomplete=("_incomplete", "sum"), n_missing=("_missing", "sum"), select_mean=("_sel", "mean"),
+        n_unpinned=("_unpinned", "sum"))
     stats = stats.reset_index(drop=not keys)
     stats = sort_rows(stats, keys)
-    for col in ("n", "n_failed", "n_incomplete", "n_missing"):
+    for col in ("n", "n_failed", "n_incomplete", "n_missing", "n_unpinned"):
         stats[col] = stats[col].astype(int)
     stats["cell"] = [format_cell(r.mean, r.sd, r.n, r.n_failed, r.n_incomplete, r.n_missing, decimals)
                      for r in stats.itertuples()]
-    stats.attrs = {"metric": metric, "scale": scale, "keys": keys, "fixed": fixed_overrides(df, keys),
-                   "provenance": provenance(df)}
+    stats.attrs = {"metric": metric, "select_metric": select_metric, "scale": scale, "keys": keys,
+                   "fixed": fixed_overrides(df, keys), "provenance": provenance(df)}
     return stats
 
 
@@ -124,24 +141,40 @@ def provenance(df: pd.DataFrame) -> dict[str, list]:
             "runs": [f"{int(n)} {s}" for s, n in sorted(statuses.items())]}
 
 
+def best_rows(summary: pd.DataFrame, best: str | None = "auto") -> pd.Series:
+    """Rows to mark as the best configuration: the best ``select_mean`` (validation), never the test mean.
+
+    ``best`` = ``"max"`` / ``"min"``, or ``"auto"``: ``"max"`` when the selection metric is an accuracy. Nothing is
+    marked without a selection metric, with fewer than two rows that have one, or with ``best=None``.
+    """
+    select = summary.attrs.get("select_metric") or ""
+    means = summary["select_mean"] if "select_mean" in summary.columns else pd.Series(np.nan, index=summary.index)
+    if best == "auto":
+        best = "max" if "acc" in select else None
+    if not best or means.notna().sum() < 2:
+        return pd.Series(False, index=summary.index)
+    return means == (means.max() if best == "max" else means.min())
+
+
 def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | str | None = None,
                     best: str | None = "auto") -> str:
     """A Markdown table of ``summary`` (from :func:`summarize`) with a caption and a provenance line.
 
     The caption names the metric, the spread (sd, ddof=1) and n per row; the provenance line lists the
-    devices, commits, epochs and seeds seen. ``best`` = ``"max"``/``"min"`` bolds the best mean, ``"auto"``
-    picks ``"max"`` for accuracies and nothing otherwise. ``notes`` are appended as extra lines.
+    devices, commits, epochs and seeds seen. The row with the best mean *validation* score (``select_mean``, see
+    :func:`best_rows`) is bold, so that the test column is only reported, never used to choose. A row with a run
+    made from uncommitted changes or outside git gets a dagger and a footnote. ``notes`` are appended as extra
+    lines.
     """
     attrs = summary.attrs
     metric, scale, keys = attrs.get("metric", "metric"), attrs.get("scale", 1.0), attrs.get("keys", [])
     unit = " (%)" if scale == 100.0 else ""
     table = pd.DataFrame({k: summary[k].map(format_value) for k in keys}, index=summary.index)
     cells = summary["cell"].copy()
-    if best == "auto":
-        best = "max" if "acc" in metric else None
-    if best and (summary["n"] > 0).sum() > 1:
-        target = summary["mean"].max() if best == "max" else summary["mean"].min()
-        cells[summary["mean"] == target] = "**" + cells[summary["mean"] == target] + "**"
+    bold = best_rows(summary, best)
+    cells[bold] = "**" + cells[bold] + "**"
+    unpinned = summary["n_unpinned"] > 0 if "n_unpinned" in summary.columns else pd.Series(False, summary.index)
+    cells[unpinned] = cells[unpinned] + " " + DAGGER
     table[f"{metric}{unit}"] = cells
 
     n = summary.loc[summary["n"] > 0, "n"]
@@ -150,7 +183,13 @@ def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | st
     caption = (f"{metric}{' in %' if unit else ''}: mean ± {SPREAD} over seeds ({SPREAD} = sample standard "
                f"deviation, ddof=1; none for n=1); {n_text} finished runs per row. Failed and incomplete "
                f"runs are not averaged; they are counted in the cells.")
+    if bold.any():
+        caption += (f" Bold: the row with the best mean {attrs.get('select_metric')} (validation), the one model "
+                    f"selection would pick; the {metric} column is not used to choose it.")
     lines = [f"## {title}", "", table.to_markdown(index=False, disable_numparse=True), "", caption, ""]
+    if unpinned.any():
+        lines += [(f"{DAGGER} At least one run of this row records a commit ending in -dirty (uncommitted changes) "
+                   f"or unknown (made outside git): the code it ran is not exactly any commit."), ""]
     prov = attrs.get("provenance", {})
     if prov:
         parts = [f"{name}: {', '.join(map(str, prov[name])) or 'unknown'}"
@@ -188,22 +227,50 @@ def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str 
              "figure_pdf": out_dir / "figure.pdf"}
     _write_text_atomic(paths["runs"], df.to_csv(index=False))
     _write_text_atomic(paths["table"], render_markdown(summary, title, [f"Runs: {paths['runs'].name}; "
-                                                                       f"sweep folder: {sweep_dir}."]))
+                                                                       f"sweep folder: {shown_path(sweep_dir)}."]))
     sweep_figure(df, keys, metric, paths["figure"], title=title)
     sweep_figure(df, keys, metric, paths["figure_pdf"], title=title)
     return paths
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a table may print it: relative to the working folder, else only its name (never a machine's
+    absolute path in a committed file)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else path.name
+
+
+def relative_paths(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with absolute paths in its text cells made relative to each row's run folder (``run_dir``).
+
+    Rows collected before runs.csv stored relative paths keep the recording machine's absolute paths; this
+    rewrites them the way :func:`octo.analysis.collect.run_relative` does for new rows.
+    """
+    if "run_dir" not in df.columns:
+        return df
+    out = df.copy()
+    for col in out.columns:
+        if col == "run_dir" or pd.api.types.is_numeric_dtype(out[col]):
+            continue
+        out[col] = [run_relative(v, Path(str(d))) if isinstance(v, str) else v
+                    for v, d in zip(out[col], out["run_dir"])]
+    return out
 
 
 def merge_runs(runs_csv: str | Path, new: pd.DataFrame) -> pd.DataFrame:
     """``new`` plus the rows of an existing ``runs_csv`` that ``new`` does not have (keyed by ``run_dir``).
 
     A re-collected run replaces its old row (it may have finished since); a row whose folder is gone (another
-    machine, a cleaned ``results/runs``) stays. Nothing is written here.
+    machine, a cleaned ``results/runs``) stays, with its paths made relative (:func:`relative_paths`). Nothing is
+    written here.
     """
     path = Path(runs_csv)
     if not (path.exists() and path.stat().st_size):
         return new
-    old = pd.read_csv(path)
+    old = relative_paths(pd.read_csv(path))
     if old.empty or "run_dir" not in old.columns:
         return new
     old = old[~old["run_dir"].isin(new["run_dir"])] if "run_dir" in new.columns else old
