@@ -9,7 +9,8 @@ SCALE ?= full
 PIECE ?=
 ARGS ?=
 
-.PHONY: help install test test-full train run sweep tables bench reproduce-tables clean-runs gpu-prepare gpu-checks
+.PHONY: help install test test-full train run sweep tables bench reproduce-tables clean-runs gpu-prepare gpu-checks \
+	gpu-plan gpu-next gpu-land
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -45,8 +46,27 @@ gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and 
 	../shared/gpu/wheels.sh .whl
 	mkdir -p .gpu_data && cp -r $(OCTO_DATA)/mnist .gpu_data/ && cp $(OCTO_DATA)/cifar10-jpeg-q75.tar.xz .gpu_data/
 
-# One prepared call on a lent GPU (docs/reproduce.md): every step has its own time limit and writes into results/,
-# so a step that runs out of time still leaves the others' numbers; everything but checkpoints is packed into OUT.
+# The GPU queue (docs/reproduce.md). gpu-next runs the next pending pieces on the GPU machine within BUDGET_S and packs
+# them into OUT; DRY=1 runs the same command lines on this CPU with tiny overrides, in an environment like the GPU
+# image (octo from the tree, hydra-core/omegaconf from the carried wheels, no wandb). ONLY="P0a P1" picks pieces.
+BUDGET_S ?= 540
+OUT ?= $(CURDIR)/results/runs/_gpu_out
+GPU_PY = PYTHONPATH=$(CURDIR)/.site:$(CURDIR)$(if $(DRY),:$(CURDIR)/octo/gpu/image_site) $(PY)
+.site: .whl
+	$(PY) -m pip install -q --no-index --no-deps --no-cache-dir --target .site .whl/*.whl
+.whl:
+	../shared/gpu/wheels.sh .whl
+
+gpu-plan:  ## the GPU queue: ordered pieces, estimates, done/pending from the committed runs.csv files
+	$(PY) -m octo.gpu plan
+
+gpu-next: .site  ## run the next pending GPU pieces: OUT=dir [BUDGET_S=540] [DRY=1] [ONLY="P0a P1.1"] [K=4]
+	$(GPU_PY) -m octo.gpu next --out $(OUT) --budget-s $(BUDGET_S) $(if $(DRY),--dry) $(if $(ONLY),--only $(ONLY)) $(if $(K),-k $(K)) $(if $(RUNS),--runs $(RUNS))
+
+gpu-land:  ## merge a GPU archive into results/ (FILE=...; default every archive in ../shared/gpu-results/)
+	$(PY) -m octo.gpu land $(FILE)
+
+# The first prepared call, from before the queue existed; gpu-next P0 measures the same and more.
 gpu-checks:  ## on the GPU machine (~10 min): reference FF, benches, FF-standard 10 ep, A21b 30 ep -> $(OUT)/gpu_results.tgz
 	-timeout 200 $(PY) -m octo.bench --device cuda --reference-run --recipes octopus_ff_standard octopus_sff bp_cnn_cifar10 --recipe-args trainer=gpu --note "make gpu-checks (bf16)"
 	-timeout 150 $(PY) -m octo.train -m experiments=octopus_ff_standard trainer=gpu trainer.max_epochs=10 sweep_name=octopus_ff_standard_10ep

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from octo.analysis.budget import estimate, plan, sweep_jobs
+from octo.analysis.budget import estimate, sweep_jobs
 from octo.analysis.octopus_study import PER_CLASS, SWEEPS, TABLES
 from octo.analysis.published import PublishedData
 from octo.analysis.reproduce import Layout, load_runs
@@ -135,25 +135,11 @@ def test_runs_csv_merges_pieces_from_different_machines(fake_runs, tmp_path):
     assert "| ours (mean over seeds) | 0 | 10 | 20 |" in text
 
 
-def test_plan_covers_every_job_once_in_small_pieces():
-    pieces = plan(10.0)
-    for s in SWEEPS:
-        mine = [p for p in pieces if p.sweep == s.name]
-        jobs = sweep_jobs(s.name)
-        covered = []
-        for p in mine:
-            assert p.minutes <= 10.0 or len([o for o in p.overrides if o.startswith("seed=")]) == 1
-            sel = dict(o.split("=", 1) for o in p.overrides)
-            covered += [j for j in jobs if all(j.values[k] in v.split(",") for k, v in sel.items())]
-        assert sorted(map(repr, covered)) == sorted(map(repr, jobs)), s.name
-
-
 def test_estimate_total_is_the_one_in_the_docs():
     df = estimate()
     assert df["runs"].sum() == sum(len(sweep_jobs(s.name)) for s in SWEEPS)
     doc = (REPO / "docs" / "reproduce.md").read_text()
     assert f"**{df['GPU-min (est.)'].sum():.1f}**" in doc
-    assert f"study as {len(plan(10.0))} `make` commands" in doc
 
 
 def test_make_target_passes_scale_piece_and_overrides():

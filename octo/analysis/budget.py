@@ -1,13 +1,10 @@
-"""GPU budget of the study: the jobs of each sweep, estimated GPU-minutes, and a plan of ~10-minute pieces.
+"""GPU budget of the study: the jobs of each sweep and their estimated GPU-minutes (the GPU queue, octo.gpu, cuts
+them into pieces).
 
 Jobs are enumerated from the sweep files themselves (Hydra composes ``sweeps=<name>``, the sweeper's grammar
 expands ``hydra.sweeper.params``), so the estimate follows the files. The seconds per epoch are **estimates**
 (``octo.analysis.octopus_study.SWEEPS``: the speed targets 3 s/epoch FF-standard, 5 s/epoch SFF, the spec's
 12 s/epoch CG), never measurements; the estimate is runs x epochs x s/epoch, with one job at a time on one GPU.
-
-A piece is one command that fits the budget: a whole sweep, a run of cells of its swept key
-(``model.num_arms=2,4``), or one cell with some seeds. Because every job resumes from ``last.ckpt``, a job
-longer than the budget is simply the same command run again in the next piece.
 """
 
 from __future__ import annotations
@@ -15,10 +12,9 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from hydra import compose, initialize_config_dir
@@ -51,7 +47,7 @@ def sweep_jobs(name: str, extra: Sequence[str] = ()) -> list[Job]:
     return list(_sweep_jobs(name, tuple(extra)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sweep_jobs(name: str, extra: tuple[str, ...]) -> tuple[Job, ...]:
     os.environ.setdefault("OCTO_ROOT", str(REPO))
     GlobalHydra.instance().clear()
@@ -99,63 +95,3 @@ def estimate_markdown(df: pd.DataFrame) -> str:
                            "epochs": "", "s/epoch (est.)": "", "GPU-min (est.)": f"**{total:.1f}** "
                            f"(≈ {total / 60:.1f} GPU-hours)", "basis": ""}
     return body.to_markdown(index=False, disable_numparse=True)
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One command of the plan: ``make reproduce-tables PIECE=<sweep> ARGS="<overrides>"``."""
-
-    sweep: str
-    overrides: tuple[str, ...]
-    minutes: float
-
-    def command(self) -> str:
-        args = " ".join(shlex.quote(o) for o in self.overrides)
-        return f"make reproduce-tables PIECE={self.sweep}" + (f' ARGS="{args}"' if args else "")
-
-
-def plan(minutes: float = 10.0, sweeps: Sequence[Sweep] = SWEEPS) -> list[Piece]:
-    """Pieces of at most ``minutes`` estimated GPU-minutes each, in sweep order (a single job longer than that is
-    a piece of its own: it resumes from ``last.ckpt`` when the same command runs again)."""
-    pieces: list[Piece] = []
-    for s in sweeps:
-        jobs = sweep_jobs(s.name)
-        if sum(job_minutes(s, j) for j in jobs) <= minutes:
-            pieces.append(Piece(s.name, (), sum(job_minutes(s, j) for j in jobs)))
-            continue
-        by_cell: dict[tuple, list[Job]] = {}
-        for j in jobs:
-            by_cell.setdefault(j.cell, []).append(j)
-        single_key = len({k for cell in by_cell for k, _ in cell}) == 1
-        groups: list[list[Job]] = []  # consecutive cells of one key (all seeds), or seeds of one cell
-        for cell_jobs in by_cell.values():
-            cost = sum(job_minutes(s, j) for j in cell_jobs)
-            if cost <= minutes and single_key and groups and groups[-1][0].cell != cell_jobs[0].cell \
-                    and _whole_cells(groups[-1], by_cell) \
-                    and sum(job_minutes(s, j) for j in groups[-1]) + cost <= minutes:
-                groups[-1] = groups[-1] + cell_jobs
-            elif cost <= minutes:
-                groups.append(list(cell_jobs))
-            else:
-                for j in cell_jobs:  # pack seeds of this cell
-                    if groups and groups[-1][0].cell == j.cell and not _whole_cells(groups[-1], by_cell) \
-                            and sum(job_minutes(s, g) for g in groups[-1]) + job_minutes(s, j) <= minutes:
-                        groups[-1].append(j)
-                    else:
-                        groups.append([j])
-        pieces += [_piece(s, g, by_cell) for g in groups]
-    return pieces
-
-
-def _whole_cells(group: list[Job], by_cell: dict[tuple, list[Job]]) -> bool:
-    """True when ``group`` holds every seed of each of its cells."""
-    return all(len([j for j in group if j.cell == c]) == len(by_cell[c]) for c in {j.cell for j in group})
-
-
-def _piece(s: Sweep, group: list[Job], by_cell: dict[tuple, list[Job]]) -> Piece:
-    """The overrides that select exactly ``group``: ``key=v1,v2`` for whole cells, else the cell and its seeds."""
-    cells = list(dict.fromkeys(j.cell for j in group))
-    overrides = [f"{k}={','.join(dict(c)[k] for c in cells)}" for k, _ in cells[0]]
-    if not _whole_cells(group, by_cell):
-        overrides.append("seed=" + ",".join(str(j.values["seed"]) for j in group))
-    return Piece(s.name, tuple(overrides), sum(job_minutes(s, j) for j in group))

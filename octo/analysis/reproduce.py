@@ -5,7 +5,6 @@ Subcommands (``python -m octo.analysis.reproduce <cmd> --help``)::
     run      [--scale full|smoke] [--piece S1,S2] [--parallel N] [-- hydra overrides]   run/resume, then render
     render   [--scale ...]                       tables, figures and the index from what exists (no training)
     estimate                                     estimated GPU-minutes per sweep (Markdown)
-    plan     [--minutes 10]                      the study cut into ~10-minute GPU pieces (make commands)
 
 Layout (``--scale full``; ``smoke`` puts everything under ``results/smoke/``, which git ignores, so CI artifacts
 never overwrite full-scale tables):
@@ -140,22 +139,16 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument("overrides", nargs=argparse.REMAINDER,
                            help="after --: Hydra overrides for every sweep (launcher=joblib, seed=0, ...)")
     sub.add_parser("estimate")
-    q = sub.add_parser("plan")
-    q.add_argument("--minutes", type=float, default=10.0, help="estimated GPU-minutes per piece (default 10)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("OCTO_ROOT", str(REPO))
-    if args.cmd in ("estimate", "plan"):
+    if args.cmd == "estimate":
         from octo.analysis import budget
 
-        if args.cmd == "estimate":
-            print(budget.estimate_markdown(budget.estimate()))
-        else:
-            for piece in budget.plan(args.minutes):
-                print(f"{piece.command()}   # ~{piece.minutes:.1f} GPU-min (estimate)")
+        print(budget.estimate_markdown(budget.estimate()))
         return 0
     layout = Layout.for_scale(args.scale, args.results, args.runs)
     if args.cmd == "render":

@@ -13,6 +13,11 @@ import lightning as L
 import torch
 
 
+def _limit(limit: int | float, full: int) -> int:
+    """Batches Lightning would take for ``limit_test_batches`` (an int count or a fraction)."""
+    return min(full, limit) if isinstance(limit, int) else max(1, int(full * limit))
+
+
 class TestCurve(L.Callback):
     """After each validation pass, evaluate the test split with the current weights and keep
     ``{"epoch": e, "acc": ...}`` rows in :attr:`rows` (saved in checkpoints, so a resumed run keeps them)."""
@@ -30,7 +35,11 @@ class TestCurve(L.Callback):
         buffers = {k: b.detach().clone() for k, b in pl_module.named_buffers()}
         sums: dict[str, torch.Tensor] = {}
         n = 0
-        for x, y in trainer.datamodule.test_dataloader():
+        loader = trainer.datamodule.test_dataloader()
+        for i, (x, y) in enumerate(loader):
+            if i >= _limit(trainer.limit_test_batches, len(loader)):
+                break  # a limited (smoke / dry) run evaluates as many test batches as its test
+            pl_module._check_stop("during the test curve")
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             for key, value in algorithm.evaluate(x, y).items():
                 sums[key] = sums.get(key, 0) + value.float() * x.shape[0]
