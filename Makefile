@@ -58,7 +58,7 @@ GPU_PY = PYTHONPATH=$(CURDIR)/.site:$(CURDIR)$(if $(DRY),:$(CURDIR)/octo/gpu/ima
 	../shared/gpu/wheels.sh .whl
 
 gpu-plan:  ## the GPU queue: ordered pieces, estimates, done/pending from the committed runs.csv files
-	$(PY) -m octo.gpu plan
+	$(PY) -m octo.gpu plan --write
 
 gpu-next: .site  ## run the next pending GPU pieces: OUT=dir [BUDGET_S=540] [DRY=1] [ONLY="P0a P1.1"] [K=4]
 	$(GPU_PY) -m octo.gpu next --out $(OUT) --budget-s $(BUDGET_S) $(if $(DRY),--dry) $(if $(ONLY),--only $(ONLY)) $(if $(K),-k $(K)) $(if $(RUNS),--runs $(RUNS))

@@ -160,3 +160,12 @@ def test_command_line_on_the_repository() -> None:
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 untraceable" in proc.stderr
+
+
+def test_only_the_declared_plan_file_is_exempt(tmp_path: Path) -> None:
+    """The GPU queue's status holds estimates (a plan): exempt by name, with a reason; any other page is not."""
+    results = make_tree(tmp_path)
+    (results / "gpu").mkdir()
+    (results / "gpu" / "queue.md").write_text("| P1.1 | A21b | 0/1 | 6.5 min | 12 s/epoch target |\n")
+    (results / "gpu" / "notes.md").write_text("A21b took 6.5 min at 12 s/epoch.\n")
+    assert sorted({f[0] for f in failures(results)}) == ["notes.md"]

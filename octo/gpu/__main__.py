@@ -1,6 +1,6 @@
 """``python -m octo.gpu {plan,next,land}``: the GPU queue (see octo/gpu/queue.py, runner.py, land.py).
 
-    plan  [--jobs]                                      ordered pieces, estimates, done/pending from runs.csv
+    plan  [--jobs] [--write]                            ordered pieces, estimates, done/pending from runs.csv
     next  --out DIR [--budget-s 540] [--dry] [-k K] [--only P0 P1.1]   run the next pending pieces
     land  [ARCHIVE ...]                                 merge archives (default: ../shared/gpu-results/*.tgz)
 """
@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     q = sub.add_parser("plan", help="the ordered pieces with estimates and done/pending status")
     q.add_argument("--jobs", action="store_true", help="also list every job's command")
     q.add_argument("--results", type=Path, default=None, help="results folder (default results/)")
+    q.add_argument("--write", action="store_true", help="also rewrite results/gpu/queue.md")
     q = sub.add_parser("next", help="run the next pending pieces that fit the budget")
     q.add_argument("--out", type=Path, required=True, help="where the archive goes (the GPU call's $OUT)")
     q.add_argument("--budget-s", type=float, default=540.0, help="seconds this call may use (default 540)")
@@ -34,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pieces = build_queue(args.results)
         print(status_markdown(pieces))
+        if args.write:
+            from octo.gpu.land import write_status
+            from octo.gpu.queue import REPO
+
+            print(f"wrote {write_status(args.results or REPO / 'results')}")
         if args.jobs:
             for piece in pieces:
                 for job, done in zip(piece.jobs, piece.done):
