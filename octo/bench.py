@@ -109,7 +109,8 @@ def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str
     seconds = (m or {}).get("train_epoch_seconds") or []
     steady = seconds[1:] or seconds
     if m is None or not seconds:  # one failed recipe must not lose the others' numbers
-        row["failed"] = f"exit {rc}" if m is None else f"{row['status']} before the first epoch ended"
+        cause = (m or {}).get("failure")
+        row["failed"] = f"exit {rc}" + (f": {cause}" if cause else "") if rc else "no epoch finished"
         return row
     row.update({"epoch_seconds": seconds, "epochs_done": m.get("epochs"),
                 "s_per_epoch_median": statistics.median(steady),

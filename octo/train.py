@@ -2,14 +2,18 @@
 
 A job writes into its own folder: the resolved config (``.hydra/``), checkpoints (``checkpoints/best.ckpt``,
 ``checkpoints/last.ckpt``), logger output, and at the very end ``metrics.json`` (atomically). A job whose folder
-already holds a finished ``metrics.json`` is skipped, and one with only ``last.ckpt`` resumes from it, so re-running
-a sweep never redoes or overwrites finished work.
+already holds a finished ``metrics.json`` is skipped (after checking it was trained with the same config), and one
+with only ``last.ckpt`` resumes from it, so re-running a sweep never redoes or overwrites finished work. A job
+folder is trained by one process at a time (``.lock``); in a sweep a failed job is recorded and the others go on.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import hydra
@@ -21,16 +25,26 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from octo.training.checkpoints import LastCheckpoint
+from octo.training.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from octo.training.interrupt import StopOnSignal
 from octo.training.loggers import build_loggers, finish_wandb, log_summary
 from octo.training.module import LocalLearningModule
 from octo.training.test_curve import TestCurve
-from octo.utils.errors import ConfigError, DivergenceError, OctoError, RunInterrupted
+from octo.training.validate import (
+    check_cli_overrides,
+    resolve_progress_bar,
+    silence_repeated_messages,
+    validate_config,
+    validate_optimization,
+)
+from octo.utils.errors import ConfigError, DivergenceError, OctoError, RunDirError, RunInterrupted
 from octo.utils.files import read_json, write_json_atomic
+from octo.utils.job_config import check_same_config, save_job_config
+from octo.utils.locks import JobLock
 from octo.utils.provenance import device_name, git_commit, versions
+from octo.utils.sweep import BUSY, record_outcome, sweep_job
 
 
 def _is_multirun() -> bool:
@@ -69,15 +83,31 @@ def _instantiate(node: DictConfig, what: str, **kwargs):
 
 
 def build(cfg: DictConfig):
-    """Everything a run needs, built before any training so that bad config values fail fast."""
+    """Everything a run needs, built before any training so that bad config values fail fast.
+
+    Also resolves ``trainer.enable_progress_bar: null`` (on only when stdout is a terminal) in ``cfg``, and
+    drops Lightning's per-checkpoint ``weights_only`` message (see :mod:`octo.training.validate`).
+    """
+    validate_config(cfg)
+    if cfg.get("faithful_eval"):
+        # compare like for like with published numbers that trained on every training image and report test
+        # accuracy per epoch: no validation split, nothing selected, the test curve recorded
+        with open_dict(cfg):
+            cfg.dataset.val_size = 0
+            cfg.track_test = True
+    resolve_progress_bar(cfg)
+    silence_repeated_messages()
     datamodule = _instantiate(cfg.dataset, "dataset")
     model = _instantiate(cfg.model, "model")
     algorithm = _instantiate(cfg.algorithm, "algorithm", model=model, num_classes=cfg.dataset.num_classes)
     schedule = _instantiate(cfg.coordinator, "coordinator")
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+    divergence = cfg.get("divergence")
     module = LocalLearningModule(algorithm, schedule, optimizer, scheduler, grad_clip=cfg.grad_clip,
-                                 finite_check_every=cfg.finite_check_every)
+                                 finite_check_every=cfg.finite_check_every,
+                                 divergence=OmegaConf.to_container(divergence) if divergence else None)
+    validate_optimization(module, cfg)
     datamodule.train_passes = len(algorithm.phases)
     return datamodule, module
 
@@ -88,17 +118,78 @@ def run(cfg: DictConfig) -> dict:
     SIGTERM / SIGINT (a time limit, Ctrl-C) stop the run at the next batch boundary: metrics.json then says
     ``"status": "timeout"`` with the epochs done and every per-epoch number so far, :class:`RunInterrupted` is
     raised (non-zero exit), and the same command resumes the run from ``checkpoints/last.ckpt``.
+
+    Any other error is recorded as ``"status": "failed"`` with its one-line cause (:func:`_failed`): a single run
+    then raises it, a sweep job returns so that the sweep goes on. A job folder another process holds is skipped.
     """
     out = Path(cfg.paths.output_dir)
     metrics_path = out / "metrics.json"
-    previous = read_json(metrics_path)
-    if previous and cfg.skip_done and (previous.get("status") == "ok"
-                                       or (previous.get("status") != "timeout" and not cfg.retry_failed)):
-        print(f"octo: skipping finished job ({previous.get('status')}): {metrics_path}")
-        return previous
+    lock = JobLock(out)
+    started = False  # True once the folder holds this attempt's config: from then on a failure is recorded there
+    try:
+        if not lock.acquire():  # another launch of the same sweep is training this job: leave it alone
+            print(f"octo: skipping {out}: running in another process (pid {lock.holder or '?'})")
+            metrics = {"status": BUSY}
+        elif (previous := read_json(metrics_path)) and cfg.skip_done and (
+                previous.get("status") == "ok" or (previous.get("status") != "timeout" and not cfg.retry_failed)):
+            check_same_config(cfg, out)  # a finished job is never relabelled with another config
+            print(f"octo: skipping finished job ({previous.get('status')}): {metrics_path}")
+            metrics = previous
+        else:
+            started = True
+            save_job_config(cfg, out)
+            with StopOnSignal() as stop:
+                metrics = _train_and_test(cfg, out, metrics_path, stop)
+    except RunInterrupted:
+        raise  # also inside a sweep: a time limit stops the whole sweep, not just this job
+    except Exception as err:  # noqa: BLE001 - every failure is recorded the same way; _failed re-raises bugs
+        # _train_and_test recorded a divergence itself, with the epochs so far
+        metrics = _failed(cfg, out, err, record=started and not isinstance(err, DivergenceError))
+    finally:
+        lock.release()
+    record_outcome(out, metrics.get("status") or "ok")  # a metrics.json older than the status field ended ok
+    return metrics
 
-    with StopOnSignal() as stop:
-        return _train_and_test(cfg, out, metrics_path, stop)
+
+# an OSError with one of these means a folder could not be written: the disk, not the code, is at fault
+_FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_NO_ACCESS = (errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
+
+
+def _as_octo_error(err: BaseException, out: Path) -> OctoError | None:
+    """``err`` as the one-line error a user can act on, or None for an unexpected error (a bug: traceback)."""
+    if isinstance(err, OctoError):
+        return err
+    while err is not None and not isinstance(err, OSError):  # libraries may wrap it (RuntimeError from ...)
+        err = err.__cause__ or err.__context__
+    if err is None:
+        return None
+    path = Path(err.filename) if err.filename else out
+    if err.errno in _FULL_DISK or (err.errno in _NO_ACCESS and (path == out or out in path.parents)):
+        return RunDirError(f"cannot write {path}: {err.strerror or os.strerror(err.errno)}")
+    return None
+
+
+def _failed(cfg: DictConfig, out: Path, err: Exception, record: bool) -> dict:
+    """A job that raised ``err``: its one-line cause goes into metrics.json (``status: failed``) when ``record``
+    and the disk still takes it. A single run raises it (one line and the error's exit code, or the traceback of
+    an unexpected error); a sweep job prints it at once and returns, so that the sweep goes on."""
+    error = _as_octo_error(err, out)
+    line = str(error) if error is not None else f"{type(err).__name__}: {err}"
+    metrics = {"status": "failed", "failure": line, "seed": cfg.get("seed"), "sweep_name": cfg.get("sweep_name")}
+    if record and (read_json(out / "metrics.json") or {}).get("status") != "ok":  # never over a finished result
+        try:
+            write_json_atomic(out / "metrics.json", metrics)
+        except OSError:
+            pass  # a full or read-only disk: the line below still says what happened
+    if not _is_multirun():
+        if error is None or error is err:
+            raise err
+        raise error from err
+    if error is None:
+        traceback.print_exception(err)
+    print(f"octo: job failed: {out.name}: {line}", file=sys.stderr)
+    return metrics
 
 
 def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOnSignal) -> dict:
@@ -121,15 +212,21 @@ def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOn
     if test_curve is not None:
         callbacks.append(test_curve)
     trainer = _instantiate(cfg.trainer, "trainer", logger=loggers or False, callbacks=callbacks,
-                           default_root_dir=str(out))
+                           default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
     resume = last_cb.path
     metrics = {"status": "ok", "failure": None, "seed": cfg.seed, "commit": git_commit(),
-               "versions": versions(), "resumed_from": str(resume) if resume.exists() else None,
+               "precision": {"trainer": str(trainer.precision), "matmul": cfg.matmul_precision},
+               "selection": ("none: faithful evaluation (all training images, test curve, final weights tested)"
+                             if cfg.get("faithful_eval") else f"validation {key} ({mode})"),
+               "versions": versions(trainer.strategy.root_device),
+               "resumed_from": str(resume) if resume.exists() else None,
                "algorithm": {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **module.algorithm.describe()},
                "dataset": cfg.dataset.name, "sweep_name": cfg.sweep_name}
     interrupted: RunInterrupted | None = None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
+        if test_curve is not None:  # trainer.test(ckpt_path=best) restores callback state: keep the whole curve
+            test_curve.freeze()
         stop.check("after training")
         best = best_cb.best_model_path or None
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
@@ -147,7 +244,7 @@ def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOn
         if callable(getattr(module.algorithm, "save_images", None)):
             metrics["images"] = _save_images(module, datamodule, out)
     except DivergenceError as err:
-        metrics.update({"status": "failed", "failure": str(err), "test/acc": None, f"val/{key}_best": None})
+        metrics.update({"status": err.status, "failure": str(err), "test/acc": None, f"val/{key}_best": None})
     except (RunInterrupted, SIGTERMException, KeyboardInterrupt) as err:
         interrupted = err if isinstance(err, RunInterrupted) else RunInterrupted(
             f"{stop.received or type(err).__name__} received at epoch {trainer.current_epoch}; the run is "
@@ -173,8 +270,8 @@ def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOn
     _report(metrics, out)
     if interrupted is not None:
         raise interrupted  # also inside a sweep: a time limit stops the whole sweep, not just this job
-    if metrics["status"] == "failed" and not _is_multirun():
-        raise DivergenceError(metrics["failure"])
+    if metrics["status"] in ("failed", "diverged") and not _is_multirun():
+        raise DivergenceError(metrics["failure"], status=metrics["status"])
     return metrics
 
 
@@ -189,15 +286,27 @@ def _final_evaluation(module: LocalLearningModule, datamodule, trainer, stop: St
     try:
         with trainer.precision_plugin.forward_context():  # the test step's autocast (bf16 under trainer=gpu)
             return algorithm.final_evaluation(_checked(
-                ((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()), stop))
+                ((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()), stop,
+                _test_batch_limit(trainer)))
     finally:
         algorithm.train(was_training)
         module.cpu()
 
 
-def _checked(batches, stop: StopOnSignal):
-    """The batches, checking for a stop signal before each one (the final evaluation can take minutes)."""
-    for batch in batches:
+def _test_batch_limit(trainer) -> int | None:
+    """The test batches the trainer's ``limit_test_batches`` allowed (None = all): the final evaluation sees the
+    same batches as the test it follows, so a limited (smoke / dry) run stays short."""
+    counts = getattr(trainer, "num_test_batches", None) or []
+    n = counts[0] if counts else float("inf")
+    return None if n == float("inf") else int(n)
+
+
+def _checked(batches, stop: StopOnSignal, limit: int | None = None):
+    """At most ``limit`` batches, checking for a stop signal before each one (the final evaluation can take
+    minutes)."""
+    for i, batch in enumerate(batches):
+        if limit is not None and i >= limit:
+            return
         stop.check("during the final evaluation")
         yield batch
 
@@ -235,17 +344,37 @@ def _report(metrics: dict, out: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns test accuracy (used by Hydra sweepers)."""
+@sweep_job  # in a sweep, a job that fails before run() could record it is counted and the sweep goes on
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the best validation metric (what an optimising Hydra sweeper tunes on: never
+    the test accuracy)."""
     try:
         pin_gpu()
         torch.set_float32_matmul_precision(cfg.matmul_precision)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        return run(cfg).get("test/acc")
+        metrics = run(cfg)
+        return next((v for k, v in metrics.items() if k.startswith("val/") and k.endswith("_best")), None)
     except OctoError as err:
         print(f"octo: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def main() -> None:
+    """``python -m octo.train`` / ``octo-train``: Hydra's main, after refusing a misspelled group name or an
+    unparsable override in one line (Hydra reports these from inside its main, which ends the process)."""
+    import os
+
+    # experiments/ and sweeps/ are config groups through this root (conf/train.yaml's search path): the checkout
+    # this module belongs to, so that they compose from any working directory
+    os.environ.setdefault("OCTO_ROOT", str(Path(__file__).resolve().parents[1]))
+    try:
+        check_cli_overrides(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf",
+                            Path(os.environ.get("OCTO_ROOT", ".")))
+    except ConfigError as err:
+        print(f"octo: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -278,3 +278,11 @@ def test_runs_csv_keeps_paths_relative_to_the_run_folder(tmp_path: Path) -> None
     assert str(tmp_path) not in text and "/srv/" not in text
     back = pd.read_csv(out / "runs.csv")
     assert set(back["selected_checkpoint"]) == {"checkpoints/best.ckpt"}
+
+
+def test_diverged_and_timed_out_runs_are_shown_as_such() -> None:
+    df = pd.DataFrame({"lr": [1e-3, 1e-3, 1e6, 1e6], "seed": [0, 1, 0, 1],
+                       "status": ["ok", "timeout", "diverged", "diverged"], "test/acc": [0.9, None, 0.1, 0.1]})
+    cells = dict(zip(summarize(df, ["lr"])["lr"], summarize(df, ["lr"])["cell"]))
+    assert cells[1e-3] == "90.00 (n=1; 1 incomplete)"  # a timed-out run resumes: not a finished result
+    assert cells[1e6] == "diverged (n_diverged=2)"  # never averaged, never called ok

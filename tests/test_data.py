@@ -1,7 +1,8 @@
 """Tests of octo.data: reading real and generated files, the validation split, device batching, configs.
 
-Real MNIST / Fashion-MNIST come from the offline copies (``OCTO_DATA`` or ``/work/shared/data``); CIFAR
-layouts are exercised on small generated archives and pickles. Everything writes only into ``tmp_path``.
+Real MNIST / Fashion-MNIST come from the offline copies (``OCTO_DATA`` or ``../shared/data`` next to the
+checkout); CIFAR layouts are exercised on small generated archives and pickles. Everything writes only into
+``tmp_path``.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ def test_download_reads_what_torchvision_wrote(tmp_path, monkeypatch):
 @pytest.mark.parametrize("change, fragments", [
     ({"name": "svhn"}, ["dataset.name='svhn'", "mnist, fashion_mnist, cifar10, cifar100, stl10, synthetic"]),
     ({"batch_size": 0}, ["dataset.batch_size=0", "-1 (full batch)"]),
-    ({"val_size": 0}, ["dataset.val_size=0", ">= 1"]),
+    ({"val_size": -1}, ["dataset.val_size=-1", ">= 0"]),
     ({"augment": {"crop": 4}}, ["crop", "crop_padding, hflip"]),
     ({"augment": {"hflip": "yes"}}, ["dataset.augment.hflip"]),
     ({"mean": [0.1, 0.2]}, ["dataset.mean", "one per channel"]),

@@ -1,4 +1,5 @@
-"""Unsupervised FF (octo/algorithms/ff_unsupervised.py): golden values, locality, switches, smoke runs."""
+"""Unsupervised FF (octo/algorithms/ff_unsupervised.py): golden values, locality, switches. Every uff_* /
+bp_uff_* experiment runs end to end in tests/test_experiments.py."""
 
 import math
 
@@ -151,27 +152,3 @@ def test_single_fixed_mask_is_saved_with_the_model():
     assert algo.fixed_mask.shape == (1, 1, 6, 6)
     assert "fixed_mask" in algo.state_dict()
     assert algo.describe()["mask"] == "single_fixed"
-
-
-# --- smoke: every experiment end to end on synthetic data ---------------------------------------------------
-SMOKE = {
-    "uff_extension": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=5"],
-    "uff_extension_corrected": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=5"],
-    "uff_extension_1000x4": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=5"],
-    "uff_paper": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=1"],
-    "bp_uff_64x4": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=1"],
-    "bp_uff_2000x4": ["model.hidden=[8,8,8,8]", "trainer.max_epochs=1"],
-}
-
-
-@pytest.mark.parametrize("name", sorted(SMOKE))
-def test_experiment_smoke(compose_cfg, name):
-    from octo.train import run
-
-    cfg = compose_cfg([f"experiments={name}", "dataset=synthetic", "trainer=debug", "logger=none",
-                       "trainer.check_val_every_n_epoch=1", "checkpoint_every_n_epochs=1", *SMOKE[name]])
-    metrics = run(cfg)
-    assert metrics["status"] == "ok"
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    if name.startswith("uff"):
-        assert metrics["algorithm"]["name"] == "FFUnsupervised"

@@ -38,7 +38,7 @@ def test_queue_order_sizes_and_everything_pending(queue):
     p2 = [j for p in queue if p.id.split(".")[:2] == ["P2", "a1"] for j in p.jobs]
     assert p2 and all(j.sweep == "octopus_a1_num_arms_10ep" and j.epochs == 10 for j in p2)
     p0 = queue[0].jobs[0]
-    assert "trainer.precision=32-true" in p0.args and "track_test=true" in p0.args  # the anchor is fp32
+    assert "trainer.precision=32-true" in p0.args and "faithful_eval=true" in p0.args  # the anchor: fp32, 50k
 
 
 def _runs_csv(results: Path, sweep: str, rows: list[dict]) -> None:

@@ -1,4 +1,5 @@
-"""OctopusNet architecture: exact parameter counts (spec §9.1), N-arm generality, kernel clamp, competition, ring."""
+"""OctopusNet architecture: exact parameter counts (as in the published code), N-arm generality, kernel clamp,
+competition, ring."""
 
 import pytest
 import torch
@@ -124,7 +125,7 @@ def test_nerve_ring_turns_a_zero_token_into_a_layer_normed_one():
     tokens[:, 1] = 0
     out = net.ring(tokens)
     assert out.shape == (2, 4, 64)
-    assert torch.allclose(out[:, 1].norm(dim=-1), torch.full((2,), 8.0), atol=0.05)  # ~ sqrt(B), spec §5
+    assert torch.allclose(out[:, 1].norm(dim=-1), torch.full((2,), 8.0), atol=0.05)  # ~ sqrt(B), LayerNorm
     two = OctopusNet([3, 16, 16], 10, channels=[4, 4, 4], bottleneck=8, nerve_ring={"rounds": 2}).ring.eval()
     t = torch.randn(2, 4, 8)
     assert torch.allclose(two(t), two.step(two.step(t)))

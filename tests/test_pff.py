@@ -1,4 +1,5 @@
-"""Predictive Forward-Forward: golden values of every local rule, locality, batched prediction, experiments.
+"""Predictive Forward-Forward: golden values of every local rule, locality, batched prediction, experiments
+(present here; each one runs end to end in tests/test_experiments.py).
 
 The golden numbers are worked out by hand in the comments on a 2-input, 2-unit, 2-class network whose weights
 are set explicitly (``_tiny``); the tests compare the code against those plain-float computations.
@@ -82,7 +83,7 @@ def test_lateral_matrix_matches_the_dense_reference_form():
     torch.nn.init.uniform_(lat.weight, -0.05, 0.05)  # some negative entries: relu switches them off
     dense_l = torch.block_diag(*lat.weight.detach())
     relu_l, m, eye = torch.relu(dense_l), competition_mask(6, 3), torch.eye(6)
-    expected = relu_l * m * (1 - eye) - relu_l * eye  # spec §1.1: inhibit the group, excite yourself
+    expected = relu_l * m * (1 - eye) - relu_l * eye  # lateral: inhibit the group, excite yourself
     assert torch.allclose(lat.dense(), expected)
     z = torch.rand(4, 6)
     assert torch.allclose(lat(z), z @ expected, atol=1e-6)
@@ -277,21 +278,3 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*pff_*.yaml"))
 def test_experiments_exist():
     assert {"pff_mnist", "pff_fashion_mnist", "pff_cifar10", "bp_pff_mnist", "bp_pff_fashion_mnist",
             "bp_pff_cifar10", "pff_mnist_reduced", "bp_pff_mnist_reduced"} <= set(EXPERIMENTS)
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_smoke(compose_cfg, name):
-    from octo.train import run
-
-    small = (["model.n_units=20", "model.g_units=4", "model.group_size=5", "algorithm.steps=3"]
-             if not name.startswith("bp_") else ["model.hidden=[16,16]"])
-    cfg = compose_cfg([f"experiments={name}", "dataset=synthetic", "trainer=debug", "logger=none",
-                       "dataset.mean=[0.0]", "dataset.std=[1.0]", "dataset.batch_size=64",
-                       "dataset.eval_batch_size=128", "dataset.train_subset=null", "dataset.val_size=128",
-                       "trainer.max_epochs=1",
-                       *small])
-    metrics = run(cfg)
-    assert metrics["status"] == "ok" and 0.0 <= metrics["test/acc"] <= 1.0
-    if not name.startswith("bp_"):
-        described = metrics["algorithm"]
-        assert described["steps"] == 3 and described["goodness_sign"] == "low_is_positive"

@@ -1,4 +1,5 @@
-"""Recurrent FF (octo/algorithms/recurrent_ff.py, octo/nn/recurrent.py): golden values, locality, smoke."""
+"""Recurrent FF (octo/algorithms/recurrent_ff.py, octo/nn/recurrent.py): golden values, locality, updates per batch.
+Every rff_* / bp_rff_* experiment runs end to end in tests/test_experiments.py."""
 
 import math
 
@@ -203,37 +204,7 @@ def test_num_classes_mismatch_fails():
         RecurrentFF(RecurrentNet([1, 6, 6], [4], 10), 4)
 
 
-# --- smoke: every experiment end to end on synthetic data ---------------------------------------------------
-SMOKE = {
-    "rff_readme_claim": ["model.hidden=[8,8,8]", "algorithm.steps=3", "algorithm.prelabel_steps=1"],
-    "rff_default": ["model.hidden=[8,8,8,8,8]", "algorithm.steps=3", "algorithm.prelabel_steps=1"],
-    "rff_tutorial": ["model.hidden=[8,8,8]", "algorithm.steps=3"],
-    "rff_ci": ["model.hidden=[8,8,8]", "algorithm.steps=3", "algorithm.prelabel_steps=1"],
-    "rff_hinton": ["model.hidden=[8,8,8]"],
-    "bp_rff_2000x3": ["model.hidden=[8,8,8]"],
-    "bp_rff_250x3": ["model.hidden=[8,8,8]"],
-}
-
-
-@pytest.mark.parametrize("name", sorted(SMOKE))
-def test_experiment_smoke(compose_cfg, monkeypatch, name):
-    from octo.train import run
-    from octo.training.module import LocalLearningModule
-
-    cfg = compose_cfg([f"experiments={name}", "dataset=synthetic", "trainer=debug", "logger=none",
-                       "trainer.max_epochs=1", *SMOKE[name]])
-    steps = []
-    original = LocalLearningModule._step
-    monkeypatch.setattr(LocalLearningModule, "_step", lambda self, *a: (steps.append(1), original(self, *a)))
-    metrics = run(cfg)
-    assert metrics["status"] == "ok"
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    if name.startswith("rff"):
-        assert metrics["algorithm"]["name"] == "RecurrentFF"
-        assert metrics["algorithm"]["updates"] == "per_step"
-        assert len(steps) % cfg.algorithm.steps == 0 and steps  # one optimiser step per labelled step
-
-
+# --- updates per batch (every rff_* experiment runs end to end in tests/test_experiments.py) -------------
 def test_loss_steps_per_step_and_per_batch():
     x, y = _batch()
     torch.manual_seed(1)

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 EPOCHS = {"octopus_headline_ff": 100, "octopus_a1_num_arms": 50, "octopus_a2_bottleneck": 50,
           "octopus_a6_resilience": 100, "octopus_a7_feedback": 50, "octopus_a8_nerve_ring": 50,
           "octopus_a9_arm_types": 30, "octopus_a10_competition": 5, "octopus_a11_threshold": 50,
-          "octopus_a13_labels": 50, "octopus_a15b_sff": 50, "octopus_a17_rounds": 20, "bp_cnn_block_failure": 30}
+          "octopus_a13_labels": 50, "octopus_a15b_sff": 50, "octopus_a16_sleep": 50, "octopus_a17_rounds": 20,
+          "bp_cnn_block_failure": 30}
 TABLE = {t.id: t for t in TABLES}
 
 
@@ -115,7 +116,7 @@ def test_outputs_and_index_are_written(fake_runs):
     assert {p.name for p in written} >= {f"{t.id}.md" for t in TABLES} | {"README.md", "a21b.png", "a1_num_arms.png",
                                                                          "a15b_per_class.png"}
     index = (layout.tables / "README.md").read_text()
-    assert "| [A8 — nerve ring on / off](a8_nerve_ring.md) | §6.7 | 4 / 6 | 2 / 2 / 2 |" in index
+    assert "| [A8 — nerve ring on / off](a8_nerve_ring.md) | paper | 4 / 6 | 2 / 2 / 2 |" in index
     assert "[runs.csv](../octopus_a21b_resilience/runs.csv)" in index
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
 

@@ -48,8 +48,9 @@ def test_interrupted_job_resumes_from_last_checkpoint(compose_cfg, tmp_path):
     assert metrics["epochs"] == 2
 
 
-class _Killed(Exception):
-    """Stands for the job being killed."""
+class _Killed(BaseException):
+    """Stands for the job being killed (SIGKILL: no handler sees it, so not an Exception, which octo would record
+    as the job's failure)."""
 
 
 def test_job_killed_mid_training_resumes_where_it_stopped(compose_cfg, tmp_path, monkeypatch):
@@ -175,3 +176,26 @@ def test_test_curve_is_recorded_apart_from_selection(compose_cfg, tmp_path):
     assert all(0.0 <= r["acc"] <= 1.0 for r in curve["rows"])
     off = run(compose_cfg([*FAST, "trainer.max_epochs=1"], out=tmp_path / "off"))
     assert "test_curve" not in off
+
+
+def test_faithful_evaluation_trains_on_everything_and_selects_nothing(compose_cfg, tmp_path):
+    """faithful_eval: no validation split (all training images), the test curve every epoch, the final weights
+    tested, and metrics.json says that nothing was selected; the precision is recorded."""
+    metrics = run(compose_cfg([*FAST, "trainer.max_epochs=2", "faithful_eval=true"]))
+    assert metrics["selection"].startswith("none: faithful evaluation")
+    assert metrics["val/acc_best"] is None and metrics["selected_checkpoint"].startswith("last weights")
+    assert [r["epoch"] for r in metrics["test_curve"]["rows"]] == [1, 2]
+    assert metrics["test_curve"]["final"]["acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert metrics["precision"] == {"trainer": "32-true", "matmul": "highest"}
+    normal = run(compose_cfg([*FAST, "trainer.max_epochs=1"], out=tmp_path / "normal"))
+    assert normal["selection"] == "validation acc (max)"
+
+
+def test_sweepers_are_handed_the_validation_metric_never_test(compose_cfg, monkeypatch):
+    import octo.train as train
+
+    monkeypatch.setattr(train, "run", lambda cfg: {"test/acc": 0.99, "val/acc_best": 0.5, "status": "ok"})
+    task = train._hydra_main
+    while hasattr(task, "__wrapped__"):
+        task = task.__wrapped__
+    assert task(compose_cfg(FAST)) == 0.5

@@ -1,4 +1,4 @@
-"""Counter-Current Learning (Kao & Hariharan, NeurIPS 2024; spec ccl.md) and its matched backprop baseline.
+"""Counter-Current Learning (Kao & Hariharan, NeurIPS 2024) and its matched backprop baseline.
 
 A forward network carries the data up and a feedback network carries the target down (``octo.nn.ccl_nets``).
 Forward activation h_i and feedback activation r_i of the same layer form a pair with a local loss; CE on the
@@ -41,7 +41,7 @@ SELECT_ON = ("ce", "acc")
 
 def dot_similarity_loss(a: Tensor, b: Tensor, target: Tensor, scale_c: float = 0.5,
                         width_ref: int = 256) -> Tensor:
-    """MLP rule (§2.1): mse(A Bᵀ, Y) * width_ref * scale_c / d (raw dot products, N samples x K signals)."""
+    """MLP rule: mse(A Bᵀ, Y) * width_ref * scale_c / d (raw dot products, N samples x K signals)."""
     a, b = a.flatten(1), b.flatten(1)
     return F.mse_loss(a @ b.T, target) * (width_ref * scale_c / a.shape[1])
 
@@ -59,14 +59,14 @@ def self_similarity_loss(u: Tensor) -> Tensor:
 
 def cosine_similarity_loss(a: Tensor, b: Tensor, target: Tensor, scale_c: float = 1.0,
                            scale_ssl: float = 0.5) -> Tensor:
-    """CNN rule (§2.2): s_C mse(Â B̂ᵀ, Y) + s_ssl mse(Â Âᵀ, I_N) + s_ssl mse(B̂ B̂ᵀ, I_K)."""
+    """CNN rule: s_C mse(Â B̂ᵀ, Y) + s_ssl mse(Â Âᵀ, I_N) + s_ssl mse(B̂ B̂ᵀ, I_K)."""
     ah, bh = unit_rows(a), unit_rows(b)
     return (scale_c * F.mse_loss(ah @ bh.T, target) + scale_ssl * self_similarity_loss(ah)
             + scale_ssl * self_similarity_loss(bh))
 
 
 def paired_difference_loss(a: Tensor, b: Tensor, y: Tensor, scale_c: float = 0.5) -> Tensor:
-    """The paper's wording (§6 #1): s_C mse(A, B[y]), each sample against its own class's feedback signal."""
+    """The paper's wording (not the code's): s_C mse(A, B[y]), each sample against its own class's signal."""
     return scale_c * F.mse_loss(a.flatten(1), b.flatten(1)[y])
 
 
@@ -78,7 +78,7 @@ def centred_unit_maps(x: Tensor, eps: float = 1e-8) -> Tensor:
 
 def ae_pair_loss(a: Tensor, b: Tensor, scale_c: float = 1.0, scale_d: float = 1.0,
                  end: bool = False) -> Tensor:
-    """AE rule (§2.3): H s_C mse(A, B) [+ H s_D mse(Ã, B̃) for the middle pairs]; H = height of the pair."""
+    """AE rule: H s_C mse(A, B) [+ H s_D mse(Ã, B̃) for the middle pairs]; H = height of the pair."""
     h = a.shape[2]
     loss = F.mse_loss(a, b) * (h * scale_c)
     if not end:
@@ -206,12 +206,12 @@ class _CCLCommon(LocalAlgorithm):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._optimizer_checked = False
 
-    # --- input pipeline (spec §3.1) -------------------------------------------------------------------------
+    # --- input pipeline -------------------------------------------------------------------------------------
     def prepare_input(self, x: Tensor, train: bool) -> Tensor:
         """Loader batch -> network input: optional un-normalisation to [0, 1] pixels, the MNIST 28 -> 32 step.
 
         ``mnist_as_coded``: train = RandomCrop(32, padding 4) + horizontal flip of the 28-px digit; eval =
-        bilinear resize to 32 (the published train/eval scale mismatch, §6 #3). ``mnist_consistent``: train =
+        bilinear resize to 32 (the published train/eval scale mismatch). ``mnist_consistent``: train =
         the same crop without flips; eval = the digit centred on the 32x32 canvas (same scale as in training).
         """
         if self.input_normalization == "none":
@@ -411,7 +411,7 @@ class BPMatched(_CCLCommon):
     """Backprop on exactly the CCL forward network (no extra head): one block, CE on the logits
     (classification) or MSE(reconstruction, input) (autoencoder), with the same warm-up / centralisation /
     clipping machinery and the forward optimiser settings (``lr_f`` ...). Feedback modules exist but are never
-    trained (spec §2.4)."""
+    trained."""
 
     def blocks(self) -> dict[str, nn.Module]:
         return {"network": nn.ModuleList(layer.fwd for layer in self.net.layers.values())}

@@ -1,4 +1,4 @@
-"""Supervised Forward-Forward (Hinton 2022) on an MLP, spec ff.md.
+"""Supervised Forward-Forward (Hinton 2022) on an MLP; see docs/algorithms/ff.md.
 
 Each layer is a block with its own loss: positives are images with the true label overlaid, negatives the same
 images with a wrong label; a layer learns to give positives goodness above theta and negatives below. Layer inputs
@@ -30,8 +30,9 @@ class FF(LocalAlgorithm):
         neg_label: ``uniform`` wrong label (never the true one; default), ``shuffle`` (the reference's batch
             permutation drawn afresh each step; ~10 % of negatives carry the true label), ``shuffle_once`` (the
             reference exactly: one permutation for the whole run, so with a full batch, which keeps its order,
-            every image keeps the same negative label) or ``hardest`` (the wrong label the current model scores
-            highest). The shuffle modes are only for reproducing the reference's numbers.
+            every image keeps the same negative label), ``uniform_once`` (the FF extension repository exactly:
+            guaranteed-wrong labels drawn once, so each image keeps its wrong label) or ``hardest`` (the wrong label
+            the current model scores highest). The shuffle modes are only for reproducing the reference's numbers.
         predict_skip_first: leave the first layer out of the prediction goodness (paper) or not (reference).
         label_value: value written at the label pixel; None = max of the batch (reference).
         lr: learning rate of every layer, overriding ``optimizer.lr`` (FF layers want far larger steps than a
@@ -50,7 +51,7 @@ class FF(LocalAlgorithm):
         self.threshold = float(threshold)
         self.goodness_reduction = goodness
         self.neg_label = neg_label
-        # shuffle_once: the permutation is re-drawn from this seed at every step, hence identical each time
+        # shuffle_once / uniform_once: re-drawn from this seed at every step, hence identical each time
         self._once_seed = torch.initial_seed() % (2**63)
         self.predict_skip_first = predict_skip_first
         self.label_value = label_value
@@ -68,9 +69,9 @@ class FF(LocalAlgorithm):
         if self.neg_label == "hardest":
             with torch.no_grad():
                 return hardest_wrong_labels(self.predict(x), y)
-        if self.neg_label == "shuffle_once":
+        if self.neg_label in ("shuffle_once", "uniform_once"):
             gen = torch.Generator(device=y.device).manual_seed(self._once_seed)
-            return wrong_labels(y, self.num_classes, "shuffle", generator=gen)
+            return wrong_labels(y, self.num_classes, self.neg_label.removesuffix("_once"), generator=gen)
         return wrong_labels(y, self.num_classes, self.neg_label)
 
     def _label_value(self, x: Tensor) -> Tensor | float:

@@ -1,4 +1,6 @@
-"""Unsupervised Forward-Forward with hybrid-image negatives and a linear read-out (spec ff.md §2.4, §6.2).
+"""Unsupervised Forward-Forward with hybrid-image negatives and a linear read-out.
+
+See docs/algorithms/ff_unsupervised.md.
 
 Positives are the images themselves; negatives are hybrid images ``x * m + x_perm * (1 - m)`` built from
 smooth random masks, so they share local statistics with real digits but not their long-range shape. Each

@@ -1,4 +1,4 @@
-"""Goodness and the FF loss, shared by every FF-family algorithm (spec ff.md §2.1)."""
+"""Goodness and the FF loss, shared by every FF-family algorithm."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OctopusNet (spec /work/shared/specs/octopusnet.md): N arms trained by local losses, a nerve ring and a coordinator.
+"""OctopusNet (docs/algorithms/octopus.md): N arms trained by local losses, a nerve ring and a coordinator.
 
 Modes (all one algorithm):
 - FF-standard: CNN arms, FF on Fourier-overlaid positives / uniform wrong-label negatives; then a backprop
@@ -7,12 +7,17 @@ Modes (all one algorithm):
   the second pass repeats the arms' FF step (``sff_second_pass_ff_step``, as coded).
 - CG (``model.arm=cg``): class-grouped goodness per arm (clean images, no negatives), same coordinator.
 - heterogeneous (``model.arm_types``): any mix of cnn / cg / transformer / lstm arms.
+- sleep phase (A16, ``sleep_phase``; off by default, the published code never trains its decoder): a module decoder
+  per FF arm learns to reconstruct the arm's clean input image from the arm's token, and its detached "dreams"
+  serve as extra FF negatives for that arm (see :meth:`Octopus._sleep`).
 
 Blocks: ``arm0..armN-1`` (each arm's FF-trained trunk), ``bottleneck`` (all arms' token projections; only with
-``train_bottleneck``), ``nerve_ring`` (only with ``train_nerve_ring``), ``coordinator`` or ``sff_heads``. Locality:
+``train_bottleneck``), ``nerve_ring`` (only with ``train_nerve_ring``), ``coordinator`` or ``sff_heads``,
+``decoder`` (only with ``sleep_phase``: every FF arm's module decoder, trained in the FF pass). Locality:
 arm losses see only their own trunk; the coordinator learns on detached tokens; the bottleneck and nerve-ring
 losses are the coordinator's cross-entropy evaluated through *frozen* (detached-parameter) copies of the blocks
-above them, so each loss has gradient only on its own block. ``passes=1`` trains everything on every batch in one
+above them, so each loss has gradient only on its own block; the decoder reads detached tokens and its dreams
+are detached before an arm sees them. ``passes=1`` trains everything on every batch in one
 pass (faster; not the published schedule).
 """
 
@@ -30,11 +35,13 @@ from octo.algorithms.octopus_rules import (LabelOverlay, arm_ff_loss, cg_loss, f
                                            module_dropout_keep)
 from octo.encodings.negatives import wrong_labels
 from octo.nn.octopus.common import plain, resize_gain
+from octo.nn.octopus.decoder import ModuleDecoder
 from octo.nn.octopus.net import OctopusNet
 from octo.nn.octopus.sff import SFFHeads
 from octo.utils.errors import ConfigError, check_choice
 
 READOUTS = ("coordinator", "sff")
+SLEEP_NEGATIVES = ("add", "replace")
 FEEDBACK_MODES = ("none", "as_coded_rgb_gain", "paper_modulation")
 
 
@@ -59,6 +66,18 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         channels_last: run the conv arms in channels_last memory format (faster with cuDNN, and several times
             faster for the grouped CG convs on CPU).
         block_optim: per-block optimiser overrides, e.g. ``{coordinator: {lr: 1e-3}}``.
+        sleep_phase: A16 (not in the published training code): a ``decoder`` block (one ``ModuleDecoder`` per FF
+            arm) learns on every FF batch to reconstruct the arm's clean input (pixels at the arm's resolution)
+            from the arm's token of the positive it just saw; on sleep batches its detached reconstructions
+            ("dreams"), overlaid with the image's true label, are FF negatives for that arm. Its learning rate is
+            the global optimiser's, or ``block_optim: {decoder: {lr: ...}}``.
+        sleep_every: every k-th FF batch is a sleep batch (1 = every batch).
+        sleep_dreams: dreams per arm per sleep batch (the first n images of the shuffled batch; null = one per
+            image).
+        sleep_negatives: ``add`` = dreams join the wrong-label negatives (the arms keep learning the labels);
+            ``replace`` = on sleep batches the dreams are the only negatives (no wrong labels are drawn).
+        sleep_pixel_mean, sleep_pixel_std: the dataset normalisation (per channel), to turn the decoder's sigmoid
+            pixels into the arm's input space and back; null = inputs already are pixels (0 / 1).
     """
 
     def __init__(self, model: OctopusNet, num_classes: int, readout: str = "coordinator", passes: int = 2,
@@ -69,7 +88,10 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
                  feedback_mode: str = "as_coded_rgb_gain", module_dropout: float = 0.0,
                  sff_second_pass_ff_step: bool = True, cg_eval_multiscale: bool = True,
                  eval_arm_metrics: bool = True, channels_last: bool = True,
-                 block_optim: Mapping | None = None) -> None:
+                 block_optim: Mapping | None = None, sleep_phase: bool = False, sleep_every: int = 1,
+                 sleep_dreams: int | None = None, sleep_negatives: str = "add",
+                 sleep_pixel_mean: Sequence[float] | None = None,
+                 sleep_pixel_std: Sequence[float] | None = None) -> None:
         super().__init__(num_classes)
         check_choice("algorithm.readout", readout, READOUTS)
         check_choice("algorithm.passes", passes, (1, 2))
@@ -104,10 +126,42 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         self.register_buffer("fb_pending", torch.ones(n, c))       # as coded: stored by the last full forward
         self.register_buffer("fb_mod", torch.ones(n, model.dim))   # paper: modulation for the next batch
         self._cl_ready = False
+        self.sleep_phase = bool(sleep_phase)
+        self.decoders = self._build_decoders(sleep_every, sleep_dreams, sleep_negatives, sleep_pixel_mean,
+                                             sleep_pixel_std) if self.sleep_phase else None
         unknown = set(self.block_optim) - set(self.blocks())
         if unknown:
             raise ConfigError(f"algorithm.block_optim names unknown blocks {sorted(unknown)}; "
                               f"blocks: {', '.join(self.blocks())}")
+
+    def _build_decoders(self, every, dreams, negatives, mean, std) -> nn.ModuleDict:
+        """One ModuleDecoder per FF arm (keyed by arm index), and the sleep settings."""
+        check_choice("algorithm.sleep_negatives", negatives, SLEEP_NEGATIVES)
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ConfigError(f"algorithm.sleep_every={every!r} must be an int >= 1")
+        if dreams is not None and (not isinstance(dreams, int) or isinstance(dreams, bool) or dreams < 1):
+            raise ConfigError(f"algorithm.sleep_dreams={dreams!r} must be an int >= 1 or null (one per image)")
+        if self.overlay.encoding != "fourier":
+            raise ConfigError("algorithm.sleep_phase=true needs label_encoding=fourier: dreams are overlaid at the "
+                              "arm's resolution, where only the Fourier pattern is defined")
+        ff = [i for i, a in enumerate(self.net.arms) if a.loss_kind == "ff"]
+        if not ff:
+            raise ConfigError("algorithm.sleep_phase=true needs FF arms (label overlay and negatives); "
+                              "class-grouped (cg) arms have no negatives to dream")
+        c = self.net.input_shape[0]
+        stats = []
+        for name, v, default in (("sleep_pixel_mean", mean, 0.0), ("sleep_pixel_std", std, 1.0)):
+            v = [default] * c if v is None else [float(t) for t in plain(v)]
+            if len(v) == 1:
+                v = v * c
+            if len(v) != c or (name == "sleep_pixel_std" and min(v) <= 0):
+                raise ConfigError(f"algorithm.{name}={v!r} must hold 1 or {c} values (std > 0)")
+            stats.append(torch.tensor(v).view(1, c, 1, 1))
+        self.register_buffer("pixel_mean", stats[0], persistent=False)
+        self.register_buffer("pixel_std", stats[1], persistent=False)
+        self.sleep_every, self.sleep_dreams, self.sleep_negatives = every, dreams, negatives
+        self._ff_batches = 0  # FF training batches seen by this process: schedules the sleep batches
+        return nn.ModuleDict({str(i): ModuleDecoder(self.net.dim, c, self.net.arms[i].scale) for i in ff})
 
     # --- blocks and phases -----------------------------------------------------------------------------------
     def arm_names(self) -> list[str]:
@@ -121,19 +175,22 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
 
     def blocks(self) -> dict[str, nn.Module]:
         out: dict[str, nn.Module] = {f"arm{i}": arm.trunk for i, arm in enumerate(self.net.arms)}
+        if self.decoders is not None:
+            out["decoder"] = self.decoders
         for name in self._head_names():
             out[name] = {"sff_heads": self.sff, "nerve_ring": self.net.ring, "coordinator": self.net.coordinator,
                          "bottleneck": nn.ModuleList(a.bottleneck for a in self.net.arms)}[name]
         return out
 
     def phase_blocks(self, phase: str) -> list[str]:
+        sleep = ["decoder"] if self.decoders is not None else []
         if phase == "ff":
-            return self.arm_names()
+            return self.arm_names() + sleep
         if phase == "sff":
             return (self.arm_names() if self.sff_second_pass_ff_step else []) + ["sff_heads"]
         if phase == "coordinator":
             return self._head_names()
-        return self.arm_names() + self._head_names()  # "joint"
+        return self.arm_names() + sleep + self._head_names()  # "joint"
 
     def optim_overrides(self) -> dict[str, dict]:
         return self.block_optim
@@ -198,7 +255,7 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
     def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
         active = set(active)
         arms = [i for i, n in enumerate(self.arm_names()) if n in active]
-        losses = self._arm_losses(x, y, arms) if arms else {}
+        losses = self._arm_losses(x, y, arms, decoder="decoder" in active) if arms else {}
         if self.readout == "coordinator" and active & {"bottleneck", "nerve_ring", "coordinator"}:
             losses.update(self._head_losses(x, y, active))
         if self.readout == "sff" and "sff_heads" in active:
@@ -216,19 +273,28 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
             return
         yield self.local_losses(x, y, phase, active)
 
-    def _arm_losses(self, x: Tensor, y: Tensor, arms: Sequence[int]) -> dict[str, Tensor]:
+    def _arm_losses(self, x: Tensor, y: Tensor, arms: Sequence[int], decoder: bool = False) -> dict[str, Tensor]:
         losses = {}
         ff = [i for i in arms if self.net.arms[i].loss_kind == "ff"]
         cg = [i for i in arms if self.net.arms[i].loss_kind == "cg"]
         if ff:
             b = x.shape[0]
-            # positives then negatives, as one batch of 2b rows
-            labels = torch.stack([y, wrong_labels(y, self.num_classes)])
+            decoder = decoder and self.decoders is not None
+            asleep = decoder and self._sleep_due()
+            replace = asleep and self.sleep_negatives == "replace"
+            # positives then negatives, as one batch of 2b rows (positives alone when dreams replace negatives)
+            labels = torch.stack([y] if replace else [y, wrong_labels(y, self.num_classes)])
             trunks = self._labelled_trunks(x, labels, ff)
+            dreams = {}
+            if decoder:
+                losses["decoder"], dreams = self._sleep(x, y, trunks, ff, asleep)
             for i in ff:
                 arm = self.net.arms[i]
                 g = arm.goodness(trunks[i])
                 g_pos, g_neg = g[:b], g[b:]
+                if i in dreams:
+                    g_dream = arm.goodness(dreams[i])
+                    g_neg = g_dream if replace else torch.cat([g_neg, g_dream])
                 respects = arm.kind != "cnn" or self.adaptive_threshold_respected
                 adaptive = self.ff_adaptive_threshold if respects else True
                 theta = midpoint_threshold(g_pos, g_neg) if adaptive else self.ff_threshold
@@ -238,6 +304,51 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
             for i in cg:
                 losses[f"arm{i}"] = cg_loss(self.net.arms[i].goodness(trunks[i]), y, self.cg_threshold)
         return losses
+
+    # --- sleep phase (A16) -----------------------------------------------------------------------------------
+    def _sleep_due(self) -> bool:
+        """Whether this FF batch is a sleep batch; counts training batches only (grad enabled)."""
+        due = self._ff_batches % self.sleep_every == 0
+        if torch.is_grad_enabled():
+            self._ff_batches += 1
+        return due
+
+    def _to_pixels(self, x: Tensor) -> Tensor:
+        return x * self.pixel_std.to(x.dtype) + self.pixel_mean.to(x.dtype)
+
+    def _from_pixels(self, p: Tensor) -> Tensor:
+        return (p - self.pixel_mean.to(p.dtype)) / self.pixel_std.to(p.dtype)
+
+    def _sleep(self, x: Tensor, y: Tensor, trunks: dict[int, object], ff: Sequence[int], asleep: bool
+               ) -> tuple[Tensor, dict[int, Tensor]]:
+        """The decoder's loss and, on a sleep batch, each arm's trunk output on its dreams.
+
+        Wake (every FF batch): decoder i reads arm i's token of each positive (computed without gradient from the
+        trunk output the FF step just made, so neither the arm nor its bottleneck learns from it) and is trained
+        to reproduce the clean image at arm i's resolution, in pixels: mean squared error, averaged over the arms.
+        Sleep (every ``sleep_every``-th batch): the first ``sleep_dreams`` reconstructions of that same forward,
+        detached, mapped to the input space and overlaid with the image's true label at the arm's resolution
+        (Fourier: (1-K) dream + K P_y, which equals the downsampled full-resolution overlay for a real image), go
+        through arm i's trunk: negatives that differ from the positives only in being dreamt.
+        """
+        b = x.shape[0]
+        n = b if self.sleep_dreams is None else min(self.sleep_dreams, b)
+        sizes = {i: self.ff_scale(i) for i in ff}
+        clean = self.net.rescale(x, list(sizes.values()))
+        maps = self.net.rescale(self.overlay.split(x[:1])[1], list(sizes.values())) if asleep else {}
+        rec_losses, dreams = [], {}
+        for i in ff:
+            arm = self.net.arms[i]
+            with torch.no_grad():
+                tok = arm.token(trunks[i][:b]).float()
+            pixels = self.decoders[str(i)](tok)
+            rec_losses.append(F.mse_loss(pixels.float(), self._to_pixels(clean[sizes[i]]).float()))
+            if asleep:
+                d = self._from_pixels(pixels[:n].detach()).to(x.dtype)
+                image = self.overlay.split(d)[0]          # (1 - K) * dream, label-free part
+                dreams[i] = arm.forward_trunk_labelled(self._fmt(image), self._fmt(maps[sizes[i]]),
+                                                       y[:n].view(1, -1), *self._gains(i))
+        return torch.stack(rec_losses).mean(), dreams
 
     def _head_losses(self, x: Tensor, y: Tensor, active: set) -> dict[str, Tensor]:
         grad = torch.is_grad_enabled()
@@ -323,5 +434,11 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
             "sff_second_pass_ff_step": self.sff_second_pass_ff_step, "cg_eval_multiscale": self.cg_eval_multiscale,
             "model_selection": "validation split (val/acc); the per-epoch test accuracy is never used for "
                                "selection (the published code selected the best epoch on the test set)",
-            "select_on_test": False, **self.net.describe(),
+            "select_on_test": False, "sleep_phase": self.sleep_phase,
+            **({"sleep_every": self.sleep_every, "sleep_dreams": self.sleep_dreams,
+                "sleep_negatives": self.sleep_negatives,
+                "sleep_decoder": "ModuleDecoder per FF arm: token of the positive (detached) -> clean image at "
+                                 "the arm's resolution (pixels, MSE); dreams overlaid with the true label"}
+               if self.sleep_phase else {}),
+            **self.net.describe(),
         }

@@ -1,4 +1,4 @@
-"""OctopusNet's local rules and small helpers (spec octopusnet.md §2, §3, §4): label overlay, the per-arm FF loss,
+"""OctopusNet's local rules and small helpers: label overlay, the per-arm FF loss,
 the class-grouped (CG) loss, module dropout and calls through frozen blocks.
 
 Loss convention: OctopusNet's per-arm loss is the *sum* of two batch means, mean softplus(theta - g+) +

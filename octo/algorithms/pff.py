@@ -1,4 +1,4 @@
-"""Predictive Forward-Forward (Ororbia & Mali 2023), spec pff.md; network in ``octo/nn/pff_circuits.py``.
+"""Predictive Forward-Forward (Ororbia & Mali 2023); network in ``octo/nn/pff_circuits.py``.
 
 A recurrent representation circuit (two hidden layers with top-down input, lateral competition and noise)
 learns with an FF goodness loss per layer, a softmax head learns with cross-entropy, and a generative circuit
@@ -90,6 +90,11 @@ class PFF(LocalAlgorithm):
             (reference true). Bug #5.
         stable_log: head cross-entropy via log_softmax (corrected, default) or log(softmax) without epsilon as
             coded (can give inf/NaN). Bug #6.
+        gmm_train_images: the sample GMM of :meth:`save_images` is fitted, as in the reference, on the z_g codes
+            of *training* images: the last ``gmm_train_images`` training images seen (a ring buffer filled by
+            every training batch, so after the last epoch a uniform random subset of the training set; kept in
+            memory, not in checkpoints), encoded with the weights being tested. 0 = no buffer (the codes of the
+            images handed to ``save_images`` are used, with a warning).
     """
 
     def __init__(self, model: PFFNet, num_classes: int, steps: int = 12, threshold: float = 10.0,
@@ -99,7 +104,7 @@ class PFF(LocalAlgorithm):
                  grad_clip_value: float | None = 1.0, eval_steps: int | None = None,
                  eval_window_start: int | None = None, goodness_sign: str = "low_is_positive",
                  update_every_step: bool = True, ste_relu: bool = True, gen_on_negatives: bool = True,
-                 stable_log: bool = True) -> None:
+                 stable_log: bool = True, gmm_train_images: int = 2000) -> None:
         super().__init__(num_classes)
         if not isinstance(model, PFFNet):
             raise ConfigError(f"algorithm=pff needs model=pff (octo.nn.pff_circuits.PFFNet), got "
@@ -117,6 +122,8 @@ class PFF(LocalAlgorithm):
             raise ConfigError(f"algorithm.alpha={alpha!r} must be in [0, 1)")
         if grad_clip_value is not None:
             check_positive("algorithm.grad_clip_value", grad_clip_value)
+        if not isinstance(gmm_train_images, int) or isinstance(gmm_train_images, bool) or gmm_train_images < 0:
+            raise ConfigError(f"algorithm.gmm_train_images={gmm_train_images!r} must be an int >= 0")
         self.eval_steps = steps // 2 + 1 if eval_steps is None else eval_steps
         self.eval_window_start = max(steps // 2 - 1, 0) if eval_window_start is None else eval_window_start
         if not (isinstance(self.eval_steps, int) and isinstance(self.eval_window_start, int)
@@ -135,6 +142,11 @@ class PFF(LocalAlgorithm):
         self.gen_on_negatives, self.stable_log = bool(gen_on_negatives), bool(stable_log)
         self.phi = activation(self.ste_relu)
         self._checked_range = False
+        # training images for the GMM (plain attributes: not in state_dict, untouched by checkpoint loading)
+        self.gmm_train_images = gmm_train_images
+        self._train_x: Tensor | None = None
+        self._train_pos = self._train_count = 0
+        self._test_labels: tuple[Tensor, Tensor] | None = None  # first test batch (x, y), for the t-SNE colours
         if self.update_every_step and not MODULE_STEPS_PER_YIELD:
             log.warning("PFF: update_every_step=true needs the training module to step between "
                         "inference steps (LocalAlgorithm.local_loss_steps); this octo has no such hook, so "
@@ -165,6 +177,24 @@ class PFF(LocalAlgorithm):
                             "(set dataset.mean=[0.0...] dataset.std=[1.0...]): the x reconstruction (gen0) "
                             "cannot fit them", lo, hi)
 
+    def _remember_training_images(self, xf: Tensor) -> None:
+        """Write a training batch into the ring buffer of the last ``gmm_train_images`` training images."""
+        n = self.gmm_train_images
+        if n == 0:
+            return
+        xf = xf.detach()[-n:]
+        buf = self._train_x
+        if buf is None or buf.shape[1] != xf.shape[1] or buf.device != xf.device or buf.dtype != xf.dtype:
+            self._train_x = buf = xf.new_empty(n, xf.shape[1])
+            self._train_pos = self._train_count = 0
+        buf[(self._train_pos + torch.arange(xf.shape[0], device=xf.device)) % n] = xf
+        self._train_pos = (self._train_pos + xf.shape[0]) % n
+        self._train_count = min(self._train_count + xf.shape[0], n)
+
+    def training_images(self) -> Tensor | None:
+        """The buffered training images ``[n, d]`` (None before any training batch)."""
+        return None if self._train_x is None else self._train_x[:self._train_count]
+
     def _reg(self, mats: Sequence[Tensor], lam: float) -> Tensor | float:
         # non-squared Frobenius norms, as coded
         return lam * sum(m.norm() for m in mats) if lam > 0 else 0.0
@@ -180,6 +210,8 @@ class PFF(LocalAlgorithm):
         self._check_input_range(x)
         m, phi, b = self.model, self.phi, x.shape[0]
         xf = m.flatten(x)
+        if torch.is_grad_enabled():  # a training batch (evaluation runs without gradient)
+            self._remember_training_images(xf)
         xx = torch.cat([xf, xf])
         yy = torch.cat([y, wrong_labels(y, self.num_classes, "uniform")])
         lab = torch.cat([torch.ones(b, device=x.device), torch.zeros(b, device=x.device)])
@@ -332,25 +364,72 @@ class PFF(LocalAlgorithm):
         """Images ``[N, d]`` from top latents: z2_hat = phi(n(phi(z_g)) Gy) -> z1 -> x."""
         return self.model.decode(self.model.predict_z2(z_g, self.phi), self.phi)
 
+    def final_evaluation(self, loader) -> dict:
+        """Nothing to report. Keeps the first test batch (at most 1000 rows, images and labels) so that
+        :meth:`save_images`, which the entry point calls with the first test images only, can colour its t-SNE plot
+        by true class."""
+        for x, y in loader:
+            self._test_labels = (x[:1000].detach(), y[:1000].detach())
+            break
+        return {}
+
+    def _known_labels(self, x: Tensor) -> Tensor | None:
+        """The true labels of ``x`` if it is (the start of) the batch kept by :meth:`final_evaluation`."""
+        if self._test_labels is None:
+            return None
+        kx, ky = self._test_labels
+        k = x.shape[0]
+        if k > kx.shape[0] or kx.shape[1:] != x.shape[1:]:
+            return None
+        return ky[:k].to(x.device) if torch.equal(kx[:k].to(x.device, x.dtype), x) else None
+
+    @torch.no_grad()
+    def _codes(self, x: Tensor, chunk: int = 1000) -> Tensor:
+        return torch.cat([self.infer_latent(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+
     @torch.no_grad()
     def save_images(self, x: Tensor, path: str | Path, n: int = 10, components: int = 10,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, y: Tensor | None = None, tsne_points: int = 1000) -> Path:
         """One PNG grid, ``n`` columns, four rows: data | reconstruction (monitor) | decoded z_g code |
-        a sample (z_g drawn from a diagonal GMM with ``components`` components fitted to the codes of all of
-        ``x``; the reference fits ngc-learn's GMM to training codes). Needs an image-shaped model input."""
+        a sample (z_g drawn from a diagonal GMM with ``components`` components fitted, as in the reference, to
+        the z_g codes of training images: the ``gmm_train_images`` buffer, encoded with the current weights).
+        Needs an image-shaped model input.
+
+        Beside it, ``latent_tsne.png``: t-SNE (:mod:`octo.evaluation.tsne`, perplexity 30) of the z_g codes of
+        (at most ``tsne_points`` of) ``x``, the reference's plot of test latents, coloured by class: ``y``, else
+        the labels :meth:`final_evaluation` kept when ``x`` is that test batch, else the predicted class (the
+        title says which)."""
         from torchvision.utils import save_image
+
+        from octo.evaluation.tsne import save_tsne_plot
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         n = min(n, x.shape[0])
         shape = (-1, *self.model.input_shape)
-        codes = self.infer_latent(x)
+        codes = self._codes(x)
+        train = self.training_images()
+        if train is not None and train.shape[0] >= 2:
+            fit_codes = self._codes(train.to(x.device, x.dtype))
+        else:
+            log.warning("PFF: no training images buffered (gmm_train_images=%d, or no training batch in this "
+                        "process): the sample GMM is fitted on the codes of the images handed to save_images",
+                        self.gmm_train_images)
+            fit_codes = codes
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        samples = fit_diag_gmm(codes.cpu(), min(components, x.shape[0]), generator=gen).sample(n, gen)
+        samples = fit_diag_gmm(fit_codes.cpu(), min(components, fit_codes.shape[0]), generator=gen).sample(n, gen)
         rows = [x[:n].clamp(0, 1), self.reconstruct(x[:n]).view(shape),
                 self.decode_latent(codes[:n]).view(shape),
                 self.decode_latent(samples.to(x.device, x.dtype)).view(shape)]
         save_image(torch.cat(rows).cpu(), str(path), nrow=n, padding=2, pad_value=1.0)
+
+        k = min(tsne_points, x.shape[0])
+        if k >= 2:
+            labels, kind = (y[:k], "class") if y is not None else (self._known_labels(x[:k]), "class")
+            if labels is None:
+                labels, kind = self.predict(x[:k]).argmax(1), "predicted class"
+            save_tsne_plot(codes[:k], labels, path.parent / "latent_tsne.png",
+                           f"PFF latent codes z_g of {k} test images, t-SNE, coloured by {kind}")
         return path
 
     def describe(self) -> dict:
@@ -362,6 +441,9 @@ class PFF(LocalAlgorithm):
                 "update_every_step": self.update_every_step, "updates_per_batch": self.updates_per_batch,
                 "ste_relu": self.ste_relu, "gen_on_negatives": self.gen_on_negatives,
                 "stable_log": self.stable_log, "eval_exact_n": True,
+                "gmm_train_images": self.gmm_train_images,
+                "gmm_fit_on": "z_g codes of the last gmm_train_images training images, current weights"
+                if self.gmm_train_images else "z_g codes of the images handed to save_images (test)",
                 "n_units": self.model.n_units, "g_units": self.model.g_units}
 
 

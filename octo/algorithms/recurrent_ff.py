@@ -1,4 +1,4 @@
-"""Recurrent Forward-Forward (and-rewsmith/RecurrentForwardForward; spec recurrent-ff.md).
+"""Recurrent Forward-Forward (and-rewsmith/RecurrentForwardForward; docs/algorithms/recurrent_ff.md).
 
 A recurrent net (:class:`octo.nn.recurrent.RecurrentNet`) with bottom-up, top-down and lateral maps runs for a
 few synchronous time steps with the image clamped below and a label vector clamped above the top layer. During

@@ -3,8 +3,8 @@ them into pieces).
 
 Jobs are enumerated from the sweep files themselves (Hydra composes ``sweeps=<name>``, the sweeper's grammar
 expands ``hydra.sweeper.params``), so the estimate follows the files. The seconds per epoch are **estimates**
-(``octo.analysis.octopus_study.SWEEPS``: the speed targets 3 s/epoch FF-standard, 5 s/epoch SFF, the spec's
-12 s/epoch CG), never measurements; the estimate is runs x epochs x s/epoch, with one job at a time on one GPU.
+(``octo.analysis.octopus_study.SWEEPS``: the speed targets 3 s/epoch FF-standard, 5 s/epoch SFF, the CG
+estimate 12 s/epoch), never measurements; the estimate is runs x epochs x s/epoch, with one job at a time on one GPU.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Collect a sweep folder into one tidy DataFrame: one row per job (conventions.md section 5).
+"""Collect a sweep folder into one tidy DataFrame: one row per job, unfinished ones included.
 
 A sweep is a folder; every job is a sub-folder (any depth) holding ``.hydra/config.yaml``,
 ``.hydra/overrides.yaml`` and, once the job has ended, ``metrics.json``. A job with a config but without

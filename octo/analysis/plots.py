@@ -1,4 +1,4 @@
-"""Sweep figures with seaborn (conventions.md section 5): metric (%) vs the first varied key, mean ± sd.
+"""Sweep figures with seaborn: metric (%) vs the first varied key, mean ± sd.
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot), so they work
 headless and never touch a GUI backend or pyplot's global figure list; the seaborn theme is applied inside

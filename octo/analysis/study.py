@@ -22,7 +22,7 @@ class Sweep:
     """A sweep file ``sweeps/<name>.yaml``; ``family`` picks its smoke scale (``conf/scale/smoke_<family>``).
 
     ``s_per_epoch`` is an *estimate* of GPU seconds per epoch (a number, or per value of ``speed_key``), from the
-    speed targets (FF-standard 3 s, SFF 5 s) and the spec's CG estimate (12 s); ``speed_note`` says how.
+    speed targets (FF-standard 3 s, SFF 5 s) and the CG estimate (12 s); ``speed_note`` says how.
     """
 
     name: str
@@ -45,11 +45,13 @@ class Axis:
 
 @dataclass(frozen=True)
 class Table:
-    """A published table: rows x cols of grid points; ``figure`` names the figure drawn for it (or None)."""
+    """A published table: rows x cols of grid points; ``published_in`` lists the source tags of its published
+    numbers (``results/published/octopusnet.yaml``; "none": none published); ``figure`` names the figure drawn for
+    it (or None)."""
 
     id: str
     title: str
-    spec: str
+    published_in: str
     rows: tuple[Axis, ...]
     cols: tuple[Axis, ...]
     sweep: str | None = None

@@ -75,7 +75,7 @@ def render_index(layout, runs: Mapping[str, pd.DataFrame], published: PublishedD
     if layout.scale == "smoke":
         lines += ["**Smoke scale**: generated 3×16×16 data, 1 epoch of 2 batches, 1 seed. These numbers test the "
                   "pipeline only and say nothing about OctopusNet.", ""]
-    lines += ["| table | spec | runs finished / planned | points with ours / published / total | figure |",
+    lines += ["| table | published in | runs finished / planned | points with ours / published / total | figure |",
               "|---|---|---|---|---|"]
     for table in TABLES:
         points = grid(table, runs, published)
@@ -84,11 +84,11 @@ def render_index(layout, runs: Mapping[str, pd.DataFrame], published: PublishedD
         done = sum(ok(s) for s in table.sweeps())
         planned = sum(expected[s] for s in table.sweeps())
         fig = f"[png](../figures/{figures[table.id].name})" if table.id in figures else ""
-        lines.append(f"| [{table.title}]({table.id}.md) | {table.spec} | {done} / {planned} | "
+        lines.append(f"| [{table.title}]({table.id}.md) | {table.published_in} | {done} / {planned} | "
                      f"{have} / {pub} / {len(points)} | {fig} |")
     for pc in PER_CLASS:
-        lines.append(f"| [{pc.title}]({pc.id}.md) | {pc.spec} | {ok(pc.sweep)} / {expected[pc.sweep]} | "
-                     f"per class | [png](../figures/{figures[pc.id].name}) |")
+        lines.append(f"| [{pc.title}]({pc.id}.md) | {pc.published_in} | {ok(pc.sweep)} / {expected[pc.sweep]} "
+                     f"| per class | [png](../figures/{figures[pc.id].name}) |")
     lines += ["", "| sweep | runs finished / planned | runs.csv |", "|---|---|---|"]
     for s in SWEEPS:
         csv = layout.runs_csv(s.name)

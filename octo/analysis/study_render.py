@@ -59,7 +59,7 @@ def render_table(table: Table, runs: Mapping[str, pd.DataFrame], published: Publ
 
     sweeps = table.sweeps()
     text = [f"## {table.title}", "",
-            f"Spec: octopusnet.md {table.spec}. Sweep{'s' if len(sweeps) > 1 else ''}: "
+            f"Published in: {table.published_in}. Sweep{'s' if len(sweeps) > 1 else ''}: "
             + ", ".join(f"`{s}` (`sweeps/{s}.yaml`)" for s in sweeps) + ".", "", *lines, "", LEGEND, ""]
     if notes:
         text += ["Published values: " + "; ".join(notes) + ".", ""]
@@ -124,7 +124,7 @@ def render_per_class(pc: PerClassTable, runs: Mapping[str, pd.DataFrame], publis
                 cells = [f"{v:.0f}" if not np.isnan(v) else "-" for v in row] + [f"{np.nanmean(m[i]):.1f}"]
             label = "ours (mean over seeds)" if source == "ours" else f"published [{source}]"
             lines.append(f"| {arm} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join([f"## {pc.title}", "", f"Spec: octopusnet.md {pc.spec}. Sweep: `{pc.sweep}`. Accuracy (%) "
-                      "of each arm's own readout on the test images of each class (ours: "
+    return "\n".join([f"## {pc.title}", "", f"Published in: {pc.published_in}. Sweep: `{pc.sweep}`. "
+                      "Accuracy (%) of each arm's own readout on the test images of each class (ours: "
                       "`evaluation.resilience.specialization`).", "", *lines, "", *note,
                       provenance_line(pc.sweep, runs.get(pc.sweep)), ""])

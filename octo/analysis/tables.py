@@ -1,7 +1,7 @@
 """Sweep tables: mean ± sd over seeds per configuration, as Markdown, plus runs.csv and a figure.
 
 Every cell says its spread (sample sd, ddof=1) and its n (finished runs), and failed or incomplete runs
-stay visible: counted in the cell, listed in ``runs.csv`` (conventions.md section 5).
+stay visible: counted in the cell, listed in ``runs.csv``.
 
 Command line::
 
@@ -90,8 +90,9 @@ def summarize(df: pd.DataFrame, keys: Sequence[str] | None = None, metric: str =
     work = pd.DataFrame({
         "_v": pd.Series(values, index=df.index).where(ok),
         "_sel": pd.Series(selected, index=df.index).where(ok),
-        "_failed": ~ok & (status != STATUS_INCOMPLETE),
-        "_incomplete": status == STATUS_INCOMPLETE,
+        "_failed": ~ok & ~status.isin([STATUS_INCOMPLETE, "diverged", "timeout"]),
+        "_diverged": status == "diverged",
+        "_incomplete": status.isin([STATUS_INCOMPLETE, "timeout"]),  # a timed-out run resumes: not finished
         "_missing": ok & pd.Series(values, index=df.index).isna(),
         "_unpinned": commits.map(unpinned_commit).astype(bool),
     }, index=df.index)
@@ -99,24 +100,28 @@ def summarize(df: pd.DataFrame, keys: Sequence[str] | None = None, metric: str =
     by = [df[k] for k in keys] if keys else [pd.Series(0, index=df.index)]
     stats = work.groupby(by, dropna=False, sort=False).agg(
         mean=("_v", "mean"), sd=("_v", "std"), n=("_v", "count"), n_failed=("_failed", "sum"),
+        n_diverged=("_diverged", "sum"),
         n_incomplete=("_incomplete", "sum"), n_missing=("_missing", "sum"), select_mean=("_sel", "mean"),
         n_unpinned=("_unpinned", "sum"))
     stats = stats.reset_index(drop=not keys)
     stats = sort_rows(stats, keys)
-    for col in ("n", "n_failed", "n_incomplete", "n_missing", "n_unpinned"):
+    for col in ("n", "n_failed", "n_diverged", "n_incomplete", "n_missing", "n_unpinned"):
         stats[col] = stats[col].astype(int)
-    stats["cell"] = [format_cell(r.mean, r.sd, r.n, r.n_failed, r.n_incomplete, r.n_missing, decimals)
-                     for r in stats.itertuples()]
+    stats["cell"] = [format_cell(r.mean, r.sd, r.n, r.n_failed, r.n_incomplete, r.n_missing, decimals,
+                                 r.n_diverged) for r in stats.itertuples()]
     stats.attrs = {"metric": metric, "select_metric": select_metric, "scale": scale, "keys": keys,
                    "fixed": fixed_overrides(df, keys), "provenance": provenance(df)}
     return stats
 
 
 def format_cell(mean: float, sd: float, n: int, n_failed: int = 0, n_incomplete: int = 0, n_missing: int = 0,
-                decimals: int = 2) -> str:
-    """``"52.41 ± 0.37 (n=3)"``; failed / incomplete / metric-less runs are appended after a ``;``."""
-    extra = [f"{c} {what}" for c, what in ((n_failed, "failed"), (n_incomplete, "incomplete"),
-                                           (n_missing, "without metric")) if c]
+                decimals: int = 2, n_diverged: int = 0) -> str:
+    """``"52.41 ± 0.37 (n=3)"``; failed / diverged / incomplete (or timed-out) / metric-less runs are appended
+    after a ``;``."""
+    if n_diverged and not (n or n_failed):
+        return f"diverged (n_diverged={n_diverged})"
+    extra = [f"{c} {what}" for c, what in ((n_failed, "failed"), (n_diverged, "diverged"),
+                                           (n_incomplete, "incomplete"), (n_missing, "without metric")) if c]
     if n >= 1:
         spread = f" ± {sd:.{decimals}f}" if n >= 2 else ""
         return f"{mean:.{decimals}f}{spread} (n={n}{'; ' + ', '.join(extra) if extra else ''})"

@@ -68,7 +68,9 @@ class DeviceDataModule(L.LightningDataModule):
         augment, synthetic = dict(_plain(augment) or {}), _plain(synthetic)
         _check_int("batch_size", batch_size, 1, allow_full=True)
         _check_int("eval_batch_size", eval_batch_size, 1, allow_full=True)
-        _check_int("val_size", val_size, 1)  # model selection needs a validation split
+        # 0 = no validation split: every training image is trained on and nothing is selected (the faithful
+        # evaluation mode, faithful_eval=true, which compares with published numbers that trained on all of them)
+        _check_int("val_size", val_size, 0)
         _check_int("val_seed", val_seed, 0)
         _check_int("shuffle_seed", shuffle_seed, 0)
         _check_int("num_classes", num_classes, 2)
@@ -238,11 +240,32 @@ class DeviceDataModule(L.LightningDataModule):
         # time. The exact count is a no-op for it (Lightning rewrites this attribute itself for fast_dev_run).
         trainer.limit_train_batches = n
 
-    def val_dataloader(self) -> DeviceLoader:
-        return self._loader("val", train=False)
+    def val_dataloader(self) -> DeviceLoader | list:
+        if self.val_size == 0:
+            return []  # Lightning runs no validation for an empty list
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DeviceLoader:
-        return self._loader("test", train=False)
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DeviceLoader:
+        """The ``split``'s evaluation loader. Under a trainer limit below the whole split (``limit_val_batches`` /
+        ``limit_test_batches``, e.g. ``trainer=debug``) its images come in one fixed random order (seeded by
+        ``val_seed``, the same in every run), so that the batches Lightning keeps are a random subset and not the
+        split's first images: the CIFAR test set is sorted by class, and its first batch alone scores 0 or 1. A
+        full evaluation keeps the split's order."""
+        loader = self._loader(split, train=False)
+        trainer = getattr(self, "trainer", None)
+        limit = getattr(trainer, f"limit_{split}_batches", None) if trainer is not None else None
+        if limit is None or isinstance(limit, bool):
+            return loader
+        full = len(loader)
+        n = min(full, limit) if isinstance(limit, int) else int(full * limit)  # as Lightning counts
+        if n >= full or n <= 0:
+            return loader
+        x, y = self.splits[split]
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.val_seed)).to(x.device)
+        return DeviceLoader(x[order], y[order], self.eval_batch_size, self.mean, self.std)
 
     def train_eval_dataloader(self) -> DeviceLoader:
         """The training images in order, without augmentation: for measuring training error."""

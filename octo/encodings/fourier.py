@@ -1,4 +1,4 @@
-"""OctopusNet's Fourier label patterns (spec octopusnet.md §2.2).
+"""OctopusNet's Fourier label patterns.
 
 Class c gets a sinusoidal grating with orientation theta_c = [0, 45, 90, 135] degrees [c mod 4] and frequency
 f_c = 1 + c // 4. For c < 12 this is exactly the published table (f in [1, 2, 3]); the published code stops there

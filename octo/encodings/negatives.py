@@ -6,14 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: ``shuffle_once`` is ``shuffle`` with the same permutation at every step (FF; see ``octo.algorithms.ff.FF``)
-WRONG_LABEL_MODES = ("uniform", "shuffle", "shuffle_once", "hardest")
+#: ``shuffle_once`` / ``uniform_once`` are ``shuffle`` / ``uniform`` with the same draw at every step (FF; see
+#: ``octo.algorithms.ff.FF``): the base FF reference's static shuffled labels / its extension's static wrong labels
+WRONG_LABEL_MODES = ("uniform", "shuffle", "shuffle_once", "hardest", "uniform_once")
 
 
 def wrong_labels(y: Tensor, num_classes: int, mode: str = "uniform", generator=None) -> Tensor:
     """Labels for negatives.
 
-    ``uniform``: uniform over the C-1 wrong classes (never the true one): (y + U{1..C-1}) mod C.
+    ``uniform``: uniform over the C-1 wrong classes (never the true one): (y + U{1..C-1}) mod C. This is the FF
+    extension repository's "guaranteed-wrong" negative label (arseniivanov/pytorch_forward_forward).
     ``shuffle``: the reference FF code's batch permutation of the labels; about 1/C of these equal the true label
     (mpezeshki/pytorch_forward_forward#8) - kept only to reproduce its 6.85 % result.
     ``hardest`` needs model scores: use :func:`hardest_wrong_labels`.

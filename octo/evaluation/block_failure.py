@@ -1,6 +1,6 @@
 """Block failure of a sequential network: zero one block's (or two blocks') output at test time.
 
-This is the control of OctopusNet's resilience table (spec octopusnet.md §5, §6.2): the backprop CNN "3 conv
+This is the control of OctopusNet's resilience table: the backprop CNN "3 conv
 blocks" (published 90.96 % intact, 10.00 % with any block failed). Zeroing the output of a block of a *sequential*
 network hands every later block the same all-zero input, so every image gets the same prediction and the accuracy
 falls to the share of that class in the test set (10 % on balanced CIFAR-10). The report records how many distinct

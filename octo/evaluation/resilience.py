@@ -1,4 +1,4 @@
-"""Module failure (resilience), specialization and attention of OctopusNet (spec octopusnet.md §5, §6.12).
+"""Module failure (resilience), specialization and attention of OctopusNet.
 
 Failure, as published: an arm is failed at test time, without retraining, by replacing its bottleneck token with
 zeros *before* the nerve ring (so the ring still turns it into a non-zero token and the coordinator still weighs

@@ -173,6 +173,13 @@ def run_jobs(jobs: list[tuple[str, Job]], runs: Path, k: int, deadline: float, d
             records.append(rec)
             running.append((child, rec))
 
+        def drain() -> None:
+            """Wait for every running job (finish() removes each from ``running``)."""
+            while running:
+                child, rec = running[0]
+                children.wait(child)
+                finish(child, rec)
+
         while todo and not children.received:
             if time.perf_counter() > deadline - PACK_RESERVE_S:
                 log(f"budget spent: {len(todo)} job(s) not started", sink)
@@ -180,16 +187,12 @@ def run_jobs(jobs: list[tuple[str, Job]], runs: Path, k: int, deadline: float, d
             piece, job = todo[0]
             if job.together:
                 # a concurrency group: wait for a free GPU, start the whole group, wait for it
-                for child, rec in running:
-                    children.wait(child)
-                    finish(child, rec)
+                drain()
                 group = [(p, j) for p, j in todo if j.together == job.together and p == piece]
                 for p, j in group:
                     todo.remove((p, j))
                     start(p, j)
-                for child, rec in running:
-                    children.wait(child)
-                    finish(child, rec)
+                drain()
                 continue
             if len(running) >= k:
                 child = children.wait_any([c for c, _ in running])
@@ -197,9 +200,7 @@ def run_jobs(jobs: list[tuple[str, Job]], runs: Path, k: int, deadline: float, d
                 continue
             todo.pop(0)
             start(piece, job)
-        for child, rec in running:
-            children.wait(child)
-            finish(child, rec)
+        drain()
         if children.received:
             log(f"{children.received} received: {len(todo)} job(s) not started; packing what exists", sink)
     return records

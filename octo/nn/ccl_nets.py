@@ -1,4 +1,4 @@
-"""Counter-Current Learning network pairs (spec ccl.md §1): forward and feedback networks on one skeleton.
+"""Counter-Current Learning network pairs: forward and feedback networks on one skeleton.
 
 Every layer holds two modules with their own parameters: ``fwd`` maps the layer's input to its output (data
 direction) and ``fb`` maps the output back to the input (target direction, reversed shape). The forward chain
@@ -37,7 +37,7 @@ class Unit(nn.Module):
 
     ``act=None`` makes a bare linear/conv map (the last module of either chain): no BatchNorm, no activation.
     ``bn_affine=False`` gives BatchNorm without gamma/beta, which is what the published code trains (its
-    gamma/beta exist but are in no optimiser); ``True`` adds trained gamma/beta (a departure, spec §6 #5).
+    gamma/beta exist but are in no optimiser); ``True`` adds trained gamma/beta (a departure).
     """
 
     def __init__(self, op: nn.Linear | nn.Conv2d, act: str | None, bn: int = 0, *, upsample: bool = False,
@@ -126,7 +126,7 @@ def _positive_ints(name: str, values: Sequence[int]) -> list[int]:
 
 
 class CCLMLP(DualNet):
-    """Fully connected pair (spec §1.1): ``d_in -> hidden... -> K``, no biases; the output module and the
+    """Fully connected pair: ``d_in -> hidden... -> K``, no biases; the output module and the
     first feedback module are bare linear maps. MNIST/FMNIST: hidden [256]*5; CIFAR: [1024]*3."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256,) * 5,
@@ -145,7 +145,7 @@ class CCLMLP(DualNet):
 
 
 class CCLConvNet(DualNet):
-    """Convolutional pair (spec §1.2): five 3x3 conv layers then a bias-free linear output.
+    """Convolutional pair: five 3x3 conv layers then a bias-free linear output.
 
     ``arch="cnn"``: stride-2 convs with bias (the feedback module upsamples x2 then a stride-1 conv back);
     ``arch="cnn_pool"``: stride-1 convs without bias, each followed by 2x2 max-pool (feedback: upsample,
@@ -193,7 +193,7 @@ class CCLConvNet(DualNet):
 
 
 class CCLConvAE(DualNet):
-    """The legacy convolutional autoencoder pair (spec §1.3; STL-10 96x96 in the published code).
+    """The legacy convolutional autoencoder pair (STL-10 96x96 in the published code).
 
     Forward: enc1..enc4 (3x3 stride-2 conv, BN, act), then dec4..dec1 (nearest x2 upsample, 3x3 conv, BN, act;
     dec1 bare). Feedback runs the reverse path (dec1.fb = stride-2 conv ... enc1.fb = upsample + bare conv),

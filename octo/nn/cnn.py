@@ -1,4 +1,4 @@
-"""A plain sequential CNN: the backprop "3 conv blocks" baseline of OctopusNet's resilience table (spec §5).
+"""A plain sequential CNN: the backprop "3 conv blocks" baseline of OctopusNet's resilience table.
 
 The published baseline (90.96 % on CIFAR-10, "sequential CNN, 3 conv blocks, trained with backprop") has no code
 or architecture in the repository, so this is our reading: VGG-style blocks of ``convs_per_block`` x

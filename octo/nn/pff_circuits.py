@@ -1,4 +1,4 @@
-"""The two circuits of Predictive Forward-Forward (spec pff.md §1): plain modules, no losses, no optimisers.
+"""The two circuits of Predictive Forward-Forward: plain modules, no losses, no optimisers.
 
 Row-vector convention as in the reference TF code: a state ``z`` is ``[..., n]`` and a weight ``W`` is
 ``[n_in, n_out]``, so a layer computes ``z @ W``. Every helper works on any leading shape, so the classifier
@@ -53,7 +53,7 @@ class _SteReLU(torch.autograd.Function):
 
 
 def ste_relu(v: Tensor) -> Tensor:
-    """Straight-through ReLU (spec bug/departure #4)."""
+    """Straight-through ReLU: ReLU forward, derivative 1 everywhere (the reference's; switch ``ste_relu``)."""
     return _SteReLU.apply(v)
 
 
@@ -148,7 +148,7 @@ class PFFNet(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """The reference init (spec §1.3): orthogonal W1, W2, V2, V, W and b1, b2 (a random unit-norm row),
+        """The reference init: orthogonal W1, W2, V2, V, W and b1, b2 (a random unit-norm row),
         zero b, U(0, 0.05) for the laterals and every generative matrix (all positive)."""
         for p in (self.rep1.W, self.rep1.V, self.rep1.b, self.rep2.W, self.rep2.V, self.rep2.b,
                   self.head["W"]):
@@ -213,5 +213,5 @@ def goodness_logit(z: Tensor, threshold: float, sign: float) -> Tensor:
 
 
 def goodness_loss(z: Tensor, is_positive: Tensor, threshold: float, sign: float) -> Tensor:
-    """mean_b BCE-with-logits(logit_b, lab_b) (spec §2.1; the reference's stable CE formula is the same)."""
+    """mean_b BCE-with-logits(logit_b, lab_b) (the reference's stable CE formula is the same)."""
     return F.binary_cross_entropy_with_logits(goodness_logit(z, threshold, sign), is_positive.to(z.dtype))

@@ -1,4 +1,4 @@
-"""The network of Recurrent Forward-Forward (spec recurrent-ff.md §1): bottom-up, top-down and lateral maps.
+"""The network of Recurrent Forward-Forward: bottom-up, top-down and lateral maps.
 
 Hidden layers H_1..H_L sit between the input x (below) and a label vector (above the top layer). Every layer
 owns three linear maps - forward F_l (from the layer below), backward B_l (from the layer above; the top
@@ -41,8 +41,8 @@ class RecurrentLayer(nn.Module):
         self.forward_map = nn.Linear(d_below, d, bias=bias)
         self.backward_map = nn.Linear(d_above, d, bias=bias)
         self.lateral_map = nn.Linear(d, d, bias=bias) if lateral else None
-        # spec §1.3: Kaiming-uniform forward, U(+-0.05) backward ("amplified" N(0, (3 sqrt(2/C))^2) for the
-        # label map of the top layer), orthogonal with gain sqrt(2) lateral; biases keep PyTorch's init
+        # the repository's init: Kaiming-uniform forward, U(+-0.05) backward ("amplified" N(0, (3 sqrt(2/C))^2)
+        # for the label map of the top layer), orthogonal with gain sqrt(2) lateral; biases keep PyTorch's init
         nn.init.kaiming_uniform_(self.forward_map.weight, nonlinearity="relu")
         if top:
             nn.init.normal_(self.backward_map.weight, 0.0, 3.0 * math.sqrt(2.0 / num_classes))

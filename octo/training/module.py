@@ -6,8 +6,9 @@ block's loss is; this class owns optimisers, schedulers, stepping, logging, dive
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
@@ -28,12 +29,25 @@ class LocalLearningModule(L.LightningModule):
         scheduler: optional factory ``optimizer -> LRScheduler``, stepped once per epoch.
         grad_clip: optional max gradient norm, applied per block (a global clip would couple the blocks).
         finite_check_every: check for NaN/inf losses every this many batches (one host sync each time) and at
-            every epoch end; a non-finite loss raises :class:`DivergenceError`.
+            every epoch end; a non-finite loss raises :class:`DivergenceError` (status ``failed``).
+        divergence: thresholds of the rules for losses that explode without becoming NaN (``conf/train.yaml``
+            ``divergence``: ``loss_ratio``, ``loss_floor``, ``end_loss_ratio``, ``chance_factor``; ``enabled``);
+            None switches them off. They raise :class:`DivergenceError` with status ``diverged``:
+
+            - at every epoch end (from the epoch-mean losses already read for :attr:`history`, so no extra host
+              sync): a block whose epoch-mean loss is above ``loss_ratio`` x |its first loss| (the loss of its
+              first step) and above ``loss_floor``;
+            - when training ends: the last validation accuracy is at most ``chance_factor`` x chance
+              (1 / classes) and some block's epoch-mean loss was, at some epoch, above ``end_loss_ratio`` x
+              |its first loss|.
+
+            Both are generous on purpose: some losses legitimately grow (unsupervised and contrastive ones, PFF's,
+            CCL's warm-up starts from a scaled-down loss), by far less than these ratios.
     """
 
     def __init__(self, algorithm: LocalAlgorithm, schedule: Schedule, optimizer: Callable,
                  scheduler: Callable | None = None, grad_clip: float | None = None,
-                 finite_check_every: int = 50) -> None:
+                 finite_check_every: int = 50, divergence: Mapping | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.algorithm = algorithm
@@ -55,6 +69,10 @@ class LocalLearningModule(L.LightningModule):
         self._epoch_t0: float | None = None
         self._nonfinite = None  # device flag, read only every finite_check_every batches
         self._steps_since_check = 0
+        div = dict(divergence or {})
+        self.divergence = div if div and div.get("enabled", True) else None
+        #: block -> its first training loss (a device tensor until the first epoch end reads it; then a float)
+        self._loss_first: dict[str, Tensor | float] = {}
         #: one row per finished epoch (training seconds, epoch-mean local losses, validation metrics when it ran);
         #: saved in every checkpoint, so a resumed run keeps the whole history
         self.history: list[dict] = []
@@ -67,20 +85,33 @@ class LocalLearningModule(L.LightningModule):
 
     # --- optimisers ----------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        blocks = self.algorithm.blocks()
-        overrides = self.algorithm.optim_overrides()
-        groups = [{"params": [p for p in m.parameters() if p.requires_grad], "name": n, **overrides.get(n, {})}
-                  for n, m in blocks.items()]
-        groups = [g for g in groups if g["params"]]
+        optimizers, schedulers = self.build_optimizers()
         if self.schedule.optimizer_layout == "joint":
-            optimizers = [self.optimizer_factory(groups)]
-            self._opt_of = {g["name"]: 0 for g in groups}
+            self._opt_of = {g["name"]: 0 for g in optimizers[0].param_groups} if optimizers else {}
         else:
-            optimizers = [self.optimizer_factory([g]) for g in groups]
-            self._opt_of = {g["name"]: i for i, g in enumerate(groups)}
+            self._opt_of = {o.param_groups[0]["name"]: i for i, o in enumerate(optimizers)}
         if self.scheduler_factory is None:
             return optimizers
-        return optimizers, [self.scheduler_factory(o) for o in optimizers]
+        return optimizers, schedulers
+
+    def build_optimizers(self, dummy: bool = False) -> tuple[list, list]:
+        """(optimisers, schedulers): one parameter group per block that has trainable parameters, with the
+        algorithm's per-block settings merged over the global ones. ``dummy=True`` gives every group one fresh
+        scalar parameter instead of the block's own (``octo.training.validate`` builds them once that way at
+        build time, so that torch's and our checks of every value run before training)."""
+        overrides = self.algorithm.optim_overrides()
+        groups = []
+        for n, m in self.algorithm.blocks().items():
+            params = [p for p in m.parameters() if p.requires_grad]
+            if params:
+                params = [torch.nn.Parameter(torch.zeros(1))] if dummy else params
+                groups.append({"params": params, "name": n, **overrides.get(n, {})})
+        if self.schedule.optimizer_layout == "joint":
+            optimizers = [self.optimizer_factory(groups)]
+        else:
+            optimizers = [self.optimizer_factory([g]) for g in groups]
+        schedulers = [self.scheduler_factory(o) for o in optimizers] if self.scheduler_factory is not None else []
+        return optimizers, schedulers
 
     def _optimizers(self) -> list:
         opts = self.optimizers()
@@ -137,6 +168,10 @@ class LocalLearningModule(L.LightningModule):
         if losses:
             bad = ~torch.isfinite(torch.stack([v.detach() for v in losses.values()])).all()
             self._nonfinite = bad if self._nonfinite is None else (self._nonfinite | bad)
+            if self.divergence is not None:
+                for name, loss in losses.items():
+                    if name not in self._loss_first:  # a copy on the device, once per block: no sync
+                        self._loss_first[name] = loss.detach().float().clone()
         self._steps_since_check += 1
         if self._steps_since_check >= self.finite_check_every:
             self._check_finite()
@@ -172,6 +207,7 @@ class LocalLearningModule(L.LightningModule):
         self.epoch_seconds.append(self._epoch_train)
         self._check_finite()
         self._record_epoch()
+        self._check_explosion()
         scheds = self.lr_schedulers()
         for s in scheds if isinstance(scheds, list) else ([scheds] if scheds else []):
             s.step()
@@ -187,6 +223,52 @@ class LocalLearningModule(L.LightningModule):
                 row[key] = float(value)
         self.history.append(row)
 
+    # --- divergence without NaN (see the class docstring) ---------------------------------------------------
+    def _first_losses(self) -> dict[str, float]:
+        """Block -> |first loss| as floats (the device copies are read once, at the first epoch end)."""
+        pending = [k for k, v in self._loss_first.items() if isinstance(v, Tensor)]
+        if pending:
+            values = torch.stack([self._loss_first[k].reshape(()) for k in pending]).tolist()
+            self._loss_first.update(zip(pending, values))
+        return {k: abs(float(v)) for k, v in self._loss_first.items()}
+
+    def _check_explosion(self) -> None:
+        if self.divergence is None or not self.history:
+            return
+        ratio, floor = float(self.divergence["loss_ratio"]), float(self.divergence["loss_floor"])
+        row = self.history[-1]
+        for name, first in self._first_losses().items():
+            mean = row.get(f"train/loss/{name}")
+            if mean is None or not math.isfinite(mean):
+                continue  # non-finite losses are _check_finite's (status "failed")
+            if abs(mean) > ratio * first and abs(mean) > floor:
+                raise DivergenceError(
+                    f"the loss of block {name} exploded in epoch {row['epoch']}: epoch mean {mean:.3g} is "
+                    f"{abs(mean) / first if first else math.inf:.3g} x its first value {first:.3g} "
+                    f"(divergence.loss_ratio={ratio:g}, loss_floor={floor:g}); lower the learning rate "
+                    "(the run is recorded as diverged)", status="diverged")
+
+    def on_train_end(self) -> None:
+        """The end-of-run rule: accuracy no better than chance after a block's loss grew by end_loss_ratio."""
+        if self.divergence is None:
+            return
+        acc = next((r["val/acc"] for r in reversed(self.history) if "val/acc" in r), None)
+        chance = 1.0 / self.algorithm.num_classes
+        factor = float(self.divergence["chance_factor"])
+        if acc is None or acc > factor * chance:
+            return
+        end_ratio = float(self.divergence["end_loss_ratio"])
+        for name, first in self._first_losses().items():
+            means = [abs(r[f"train/loss/{name}"]) for r in self.history
+                     if math.isfinite(r.get(f"train/loss/{name}", math.nan))]
+            if means and max(means) > end_ratio * first:
+                raise DivergenceError(
+                    f"the run ended no better than chance (val/acc {acc:.4f}, chance {chance:.4f}) after the loss "
+                    f"of block {name} grew to {max(means):.3g}, "
+                    f"{max(means) / first if first else math.inf:.3g} x its first value {first:.3g} "
+                    f"(divergence.end_loss_ratio={end_ratio:g}, chance_factor={factor:g}); lower the learning "
+                    "rate (the run is recorded as diverged)", status="diverged")
+
     def wall_seconds(self) -> float:
         """Wall time of the whole run so far, across resumes."""
         return self.wall_before + time.perf_counter() - self.process_t0
@@ -195,7 +277,7 @@ class LocalLearningModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["octo_run"] = {"history": self.history, "epoch_seconds": self.epoch_seconds,
                                   "train_seconds": self.train_seconds, "images_seen": self.images_seen,
-                                  "wall_seconds": self.wall_seconds()}
+                                  "wall_seconds": self.wall_seconds(), "loss_first": self._first_losses()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn != "fit":
@@ -206,6 +288,7 @@ class LocalLearningModule(L.LightningModule):
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.images_seen = int(state.get("images_seen", 0))
         self.wall_before = float(state.get("wall_seconds", 0.0))
+        self._loss_first = {k: float(v) for k, v in state.get("loss_first", {}).items()}
         self.process_t0 = time.perf_counter()
         for lg in self.loggers:  # rows logged after this checkpoint will be logged again
             if hasattr(lg, "drop_epochs_from"):

@@ -1,4 +1,4 @@
-"""Test accuracy at every validation epoch, recorded for comparison with published curves, never for selection.
+"""Test accuracy at every validation epoch (and the last), recorded for comparison with published curves, never for selection.
 
 Published numbers are often the test accuracy of the final or the best epoch (the OctopusNet tables, Hinton's
 "error after 60 epochs"). To compare like with like a run can record that curve too. It is kept apart from
@@ -26,11 +26,19 @@ class TestCurve(L.Callback):
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
+        self._frozen = False
+
+    def freeze(self) -> None:
+        """Keep the rows as they are now: loading the selected checkpoint for the test would roll them back."""
+        self._frozen = True
 
     @torch.no_grad()
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # at the validation epochs (every check_val_every_n_epoch), also when there is no validation split
+        if (trainer.current_epoch + 1) % (trainer.check_val_every_n_epoch or 1) and \
+                trainer.current_epoch + 1 != trainer.max_epochs:
             return
+        pl_module._stop_clock()  # evaluation is not training time (idempotent: the module stops it again)
         algorithm = pl_module.algorithm
         buffers = {k: b.detach().clone() for k, b in pl_module.named_buffers()}
         sums: dict[str, torch.Tensor] = {}
@@ -56,7 +64,8 @@ class TestCurve(L.Callback):
         return {"rows": list(self.rows)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = list(state_dict.get("rows", []))
+        if not self._frozen:
+            self.rows = list(state_dict.get("rows", []))
 
     def summary(self) -> dict:
         """What metrics.json stores: the curve, the best and final epochs, and the reminder."""

@@ -1,4 +1,9 @@
-"""Errors that end a run with one clear line (cause and fix) and a non-zero exit code."""
+"""Errors that end a run with one clear line (cause and fix) and a non-zero exit code, and the shared validators
+that raise them (choice, int in range, number in range, positive, finite)."""
+
+from __future__ import annotations
+
+import math
 
 
 class OctoError(Exception):
@@ -18,9 +23,20 @@ class DataError(OctoError):
 
 
 class DivergenceError(OctoError):
-    """Training produced a NaN or infinite loss."""
+    """Training went wrong numerically; ``status`` is what metrics.json records.
+
+    ``"failed"``: a NaN or infinite loss. ``"diverged"``: the losses exploded while staying finite, or the run
+    ended no better than chance after its loss grew (``LocalLearningModule``, config ``divergence``).
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, status: str = "failed") -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):  # keep the status through pickling (launchers send errors between processes)
+        return type(self), (str(self), self.status)
 
 
 class RunInterrupted(OctoError):
@@ -28,6 +44,12 @@ class RunInterrupted(OctoError):
     as status ``timeout`` and can be resumed with the same command."""
 
     exit_code = 5
+
+
+class RunDirError(OctoError):
+    """The run folder cannot be written (disk full, read-only, no permission): names the path and the cause."""
+
+    exit_code = 6
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -41,3 +63,53 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         raise ConfigError(f"{name}={value!r} must be a number {'>=' if allow_zero else '>'} 0")
+
+
+def is_number(value) -> bool:
+    """A real number from a config: int or float, not bool (YAML ``true`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_finite(name: str, value) -> None:
+    """Raise :class:`ConfigError` if ``value`` is a NaN or infinite float (YAML ``.nan`` / ``.inf``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} is not a finite number")
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None, *,
+              allow_none: bool = False, hint: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int in ``[minimum, maximum]`` (or None if allowed).
+
+    ``hint`` is appended to the message, e.g. what a tool would make of the refused value.
+    """
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = (f"in [{minimum}, {maximum}]" if minimum is not None and maximum is not None
+                  else f">= {minimum}" if minimum is not None else f"<= {maximum}" if maximum is not None else "")
+        raise ConfigError(f"{name}={value!r} must be {'null or ' if allow_none else ''}an int {bounds}".rstrip()
+                          + (f" ({hint})" if hint else ""))
+
+
+def check_range(name: str, value, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, allow_none: bool = False, hint: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number in the interval from ``low`` to ``high``
+    (closed ends unless ``low_open`` / ``high_open``; None = unbounded), or None if allowed."""
+    if value is None and allow_none:
+        return
+    ok = is_number(value) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        if low is not None and high is not None:
+            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            bounds = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            bounds = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            bounds = "finite"
+        raise ConfigError(f"{name}={value!r} must be {'null or ' if allow_none else ''}a number {bounds}"
+                          + (f" ({hint})" if hint else ""))

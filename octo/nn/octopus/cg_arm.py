@@ -1,4 +1,4 @@
-"""Channel-grouping arms (``CGCNNModule`` / ``CGCNNModuleA21``, spec §3) and the A19/A20/A22 variants.
+"""Channel-grouping arms (the published ``CGCNNModule`` / ``CGCNNModuleA21``) and the A19/A20/A22 variants.
 
 T = C * S channels; the second conv (and every later one) is grouped with C groups, so channel group j belongs to
 class j. Goodness of group j = mean square of its channels; the loss pushes the true class's group above theta and

@@ -1,4 +1,4 @@
-"""The FF-standard arm (``CNNModule`` of the published code, spec §1.2).
+"""The FF-standard arm (``CNNModule`` of the published code).
 
 Trunk (trained by the arm's FF loss): f1 = ReLU(conv1(x)); f2 = ReLU(conv2(LN(f1))); f3 = ReLU(conv3(LN(f2))),
 stride 1, padding k//2, no pooling, LN = non-affine per-sample layer norm, Xavier-uniform weights and zero biases.

@@ -1,6 +1,6 @@
 """Small pieces shared by the OctopusNet arms: per-sample LayerNorm, kernel clamp, per-arm scale/kernel lists.
 
-Spec: /work/shared/specs/octopusnet.md §1.1-1.2 (FF-standard arms) and §3 (channel-grouping arms).
+Used by the FF-standard CNN arms and the channel-grouping (CG) arms.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Competition among arms in the coordinator (spec §1.4): scores ``[..., N]`` -> weights ``[..., N]``.
+"""Competition among arms in the coordinator: scores ``[..., N]`` -> weights ``[..., N]``.
 
 ``soft``: softmax. ``topk``: the k largest scores kept, the others set to -1e9, softmax (others get exactly 0).
 ``gumbel``: straight-through Gumbel-softmax (tau 0.5): hard one-hot forward, soft gradient. As published it samples

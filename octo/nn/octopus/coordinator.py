@@ -1,4 +1,4 @@
-"""The coordinator ("brain", spec §1.4): query over all enriched tokens, competition among arms, MLP classifier,
+"""The coordinator ("brain"): query over all enriched tokens, competition among arms, MLP classifier,
 and the (never trained) feedback generator.
 
 q = W_q concat(h'_1..h'_N); s_i = <q, h'_i> / sqrt(B); alpha = competition(s); h_agg = sum_i alpha_i h'_i;
@@ -24,6 +24,9 @@ class Coordinator(nn.Module):
         check_choice("model.coordinator.competition", competition, COMPETITIONS)
         if not isinstance(topk, int) or topk < 1:
             raise ConfigError(f"model.coordinator.topk={topk!r} must be an int >= 1")
+        if competition == "topk" and topk > num_arms:  # compete() would clamp k: the recorded k would not be used
+            raise ConfigError(f"model.coordinator.topk={topk} exceeds model.num_arms={num_arms}: "
+                              f"choose k in 1..{num_arms}")
         if not gumbel_tau > 0:
             raise ConfigError(f"model.coordinator.gumbel_tau={gumbel_tau!r} must be > 0")
         if hidden < 2:

@@ -1,4 +1,4 @@
-"""The nerve ring (spec §1.3): multi-head self-attention over the N arm tokens.
+"""The nerve ring: multi-head self-attention over the N arm tokens.
 
 H in R^{N x B} attends to itself: per head, softmax(Q K^T / sqrt(B/heads)) over arms, dropout on the attention
 matrix, concat heads, W_o; output LayerNorm_B(H + Dropout(W_o attn)) with an affine LayerNorm. Q, K, V, O are

@@ -1,4 +1,4 @@
-"""OctopusNet as a plain network: N arms, the nerve ring and the coordinator (spec §1, §3).
+"""OctopusNet as a plain network: N arms, the nerve ring and the coordinator.
 
 No losses and no optimisers here: ``octo.algorithms.octopus.Octopus`` decides what is trained, when and by which
 local loss. Arms share one interface (``forward_trunk``, ``goodness``, ``token``, ``pooled``; ``trunk`` = the part

@@ -1,4 +1,4 @@
-"""The Transformer and LSTM arms of the heterogeneous configuration (A9, spec §1.7).
+"""The Transformer and LSTM arms of the heterogeneous configuration (A9).
 
 As published, the FF goodness of the Transformer arm is taken on its patch embeddings (before the encoder), so only
 the patch conv learns; the positional embedding, encoder and projection form its "bottleneck" (untrained unless

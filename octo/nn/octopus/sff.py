@@ -1,4 +1,4 @@
-"""SFF local heads (A15b, spec §1.6): per-arm auxiliary classifiers and the logit coordinator.
+"""SFF local heads (A15b): per-arm auxiliary classifiers and the logit coordinator.
 
 Aux head i: Linear(D_i -> C) on the detached global-average-pooled last feature map of arm i (the published code has
 no conv here). Logit coordinator: Linear(N*C -> N) on the detached stacked logits -> softmax weights w; output
