@@ -33,7 +33,8 @@ def test_queue_order_sizes_and_everything_pending(queue):
     for p in queue:  # a piece fits the budget, unless it is one job that alone is longer
         assert p.est_s <= PIECE_SECONDS or len(p.jobs) == 1, p.id
     p1 = queue[2].jobs[0]
-    assert p1.sweep == "octopus_a21b_resilience" and "seed=0" in p1.args and "trainer=gpu" in p1.args
+    assert p1.sweep == "octopus_a21b_resilience" and "seed=0" in p1.args
+    assert "trainer.accelerator=gpu" in p1.args and "track_test=true" in p1.args  # fp32 + test curve
     # budget-scale ablations never share a sweep name (and so a table) with published-budget runs
     p2 = [j for p in queue if p.id.split(".")[:2] == ["P2", "a1"] for j in p.jobs]
     assert p2 and all(j.sweep == "octopus_a1_num_arms_10ep" and j.epochs == 10 for j in p2)
@@ -47,7 +48,8 @@ def _runs_csv(results: Path, sweep: str, rows: list[dict]) -> None:
 
 
 def test_done_is_derived_from_ok_rows_that_match_the_job(tmp_path):
-    job = {"run_dir": "seed=0", "sweeps": "octopus_a21b_resilience", "trainer": "gpu", "seed": 0}
+    job = {"run_dir": "seed=0", "sweeps": "octopus_a21b_resilience", "trainer.accelerator": "gpu",
+           "track_test": True, "seed": 0}
     _runs_csv(tmp_path, "octopus_a21b_resilience", [{**job, "status": "failed"},
                                                      {**job, "seed": 1, "run_dir": "seed=1", "status": "ok"}])
     pieces = {p.id: p for p in build_queue(tmp_path)}
@@ -60,7 +62,7 @@ def test_done_is_derived_from_ok_rows_that_match_the_job(tmp_path):
 def test_measured_speed_replaces_the_target(tmp_path):
     before = {p.id: p for p in build_queue(tmp_path)}
     (tmp_path / "gpu").mkdir()
-    pd.DataFrame([{"sweep": "octopus_ff_standard_bf16", "s_per_epoch": 6.0}]).to_csv(tmp_path / "gpu" / "speeds.csv")
+    pd.DataFrame([{"sweep": "octopus_ff_standard_fp32", "s_per_epoch": 6.0}]).to_csv(tmp_path / "gpu" / "speeds.csv")
     after = {p.id: p for p in build_queue(tmp_path)}
     job_before, job_after = before["P2.a8"].jobs[0], after["P2.a8"].jobs[0]
     assert job_after.s_per_epoch == pytest.approx(2 * job_before.s_per_epoch)  # measured 6 s vs target 3 s
@@ -70,7 +72,8 @@ def test_measured_speed_replaces_the_target(tmp_path):
 def _archive(path: Path, *, dry: bool, cuda: bool = True, sweep: str = "octopus_a21b_resilience") -> Path:
     summary = {"dry": dry, "env": {"cuda_available": cuda, "gpu": "NVIDIA H100 80GB HBM3"}, "commit": "abc1234567",
                "time": "2026-11-27T12:00:00+00:00", "pieces": [{"id": "P1.1"}]}
-    rows = pd.DataFrame([{"run_dir": "seed=0", "status": "ok", "sweeps": sweep, "trainer": "gpu", "seed": 0,
+    rows = pd.DataFrame([{"run_dir": "seed=0", "status": "ok", "sweeps": sweep, "trainer.accelerator": "gpu",
+                          "track_test": True, "seed": 0,
                           "sweep_name": sweep, "dataset.name": "cifar10", "test/acc": 0.68, "val/acc_best": 0.67,
                           "device": "NVIDIA H100 80GB HBM3", "commit": "abc1234567", "epochs": 30,
                           "train_epoch_seconds": "[9.0, 7.0, 7.5, 7.2]"}])
