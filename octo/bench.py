@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -88,8 +87,8 @@ def reference_run(device: str, children: Children, overrides: list[str] | None =
                                                  children)
     if metrics is None or metrics.get("status") != "ok":
         return {"failed": f"exit {rc}", "status": (metrics or {}).get("status", "failed"), "wall_time_s": wall,
-                "run_dir": str(out)}
-    return {"status": "ok", "wall_time_s": wall, "test_error": 1 - metrics["test/acc"], "run_dir": str(out)}
+                "run_dir": out.name}
+    return {"status": "ok", "wall_time_s": wall, "test_error": 1 - metrics["test/acc"], "run_dir": out.name}
 
 
 def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str], children: Children) -> dict:
@@ -105,7 +104,7 @@ def recipe_epochs(experiment: str, epochs: int, device: str, overrides: list[str
     m, wall, out, rc = train_in_subprocess([f"experiments={experiment}", f"trainer.max_epochs={epochs}",
                                             *overrides], device, experiment, children)
     row = {"experiment": experiment, "overrides": overrides, "epochs": epochs, "wall_time_s": wall,
-           "run_dir": str(out), "status": (m or {}).get("status", "failed"), "s_per_epoch_median": None}
+           "run_dir": out.name, "status": (m or {}).get("status", "failed"), "s_per_epoch_median": None}
     seconds = (m or {}).get("train_epoch_seconds") or []
     steady = seconds[1:] or seconds
     if m is None or not seconds:  # one failed recipe must not lose the others' numbers
@@ -123,9 +122,9 @@ def _readme_line(record: dict, r: dict) -> str:
     if r["s_per_epoch_median"] is None:
         return (f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` | "
                 f"{r.get('failed', 'no epoch ran')} | | | | {record['commit']} | {record['note']} |\n")
-    partial = "" if r["status"] == "ok" else f" ({r['status']} after {r['epochs_done']})"
+    cut_short = "" if r["status"] == "ok" else f" ({r['status']} after {r['epochs_done']})"
     return (f"| {record['time']} | {record['device']} | recipe `{r['experiment']}` "
-            f"{' '.join(r['overrides'])} | {r['epochs']} epochs{partial} | **{r['s_per_epoch_median']:.2f} "
+            f"{' '.join(r['overrides'])} | {r['epochs']} epochs{cut_short} | **{r['s_per_epoch_median']:.2f} "
             f"s/epoch** (median after the first) | {r['train_images_per_s']:.0f} img/s | val acc "
             f"{r['val_acc_best']} | {record['commit']} | {record['note']} |\n")
 
@@ -212,7 +211,8 @@ def _run(args, children: Children) -> dict:
         with readme.open("a") as f:
             f.write(_readme_line(record, r))
         if r["s_per_epoch_median"] is None:
-            print(f"octo.bench: {r['experiment']}: {r.get('failed', 'no epoch ran')} (see {r['run_dir']})")
+            print(f"octo.bench: {r['experiment']}: {r.get('failed', 'no epoch ran')} (see the folder {r['run_dir']} "
+                  "in the temporary directory)")
         else:
             print(f"octo.bench: {r['experiment']}: {r['s_per_epoch_median']:.2f} s/epoch, "
                   f"{r['train_images_per_s']:.0f} img/s, val acc {r['val_acc_best']} ({r['status']})")

@@ -56,3 +56,10 @@ def test_sigterm_mid_bench_keeps_rows_and_leaves_no_orphan(tmp_path):
     assert "(timeout after" in (out / "README.md").read_text()
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert not left, f"orphaned processes: {left}"
+
+
+def test_records_hold_no_machine_path(tmp_path):
+    record = main(["--hidden", "8", "--batch", "8", "--steps", "1", "--device", "cpu", "--out", str(tmp_path),
+                   "--recipes", "no_such_recipe", "--recipe-epochs", "1"])
+    text = next(tmp_path.glob("mlp_*_8.json")).read_text()
+    assert record["recipes"][0]["run_dir"].startswith("octo_bench_") and "/tmp" not in text and str(tmp_path) not in text
