@@ -40,7 +40,7 @@ bench:  ## training images/s of FF vs BP on the same MLP (+ device) into results
 	$(PY) -m octo.bench
 
 reproduce-tables:  ## run/resume the OctopusNet study, then tables+figures: [SCALE=smoke] [PIECE=sweep,..] [ARGS="seed=0 ..."]
-	$(PY) -m octo.analysis.reproduce run --scale $(SCALE) $(if $(PIECE),--piece $(PIECE)) $(if $(ARGS),-- $(ARGS))
+	$(PY) -m octo.analysis.octopus.reproduce run --scale $(SCALE) $(if $(PIECE),--piece $(PIECE)) $(if $(ARGS),-- $(ARGS))
 
 gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and the data (.gpu_data/), both carried
 	../shared/gpu/wheels.sh .whl

@@ -100,7 +100,7 @@ def build(cfg: DictConfig):
     datamodule = _instantiate(cfg.dataset, "dataset")
     model = _instantiate(cfg.model, "model")
     algorithm = _instantiate(cfg.algorithm, "algorithm", model=model, num_classes=cfg.dataset.num_classes)
-    schedule = _instantiate(cfg.coordinator, "coordinator")
+    schedule = _instantiate(cfg.schedule, "schedule")
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
     divergence = cfg.get("divergence")

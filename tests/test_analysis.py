@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from octo.analysis.collect import collect, parse_scalar
-from octo.analysis.tables import format_cell, main, render_markdown, summarize, write_sweep_outputs
+from octo.analysis.tables import format_cell, main, merge_runs, render_markdown, summarize, write_sweep_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,6 +195,34 @@ def test_tables_of_a_sweep_made_in_pieces_add_up(tmp_path: Path) -> None:
     assert sorted(back["run_dir"]) == ["seed=0", "seed=1", "seed=2"]
     assert dict(zip(back["run_dir"], back["test/acc"])) == {"seed=0": 0.50, "seed=1": 0.56, "seed=2": 0.54}
     assert "53.33 ± 3.06 (n=3)" in paths["table"].read_text()  # mean of 50, 56, 54; sd = sqrt(28/3)
+
+
+def test_old_coordinator_group_columns_are_read_as_schedule(tmp_path: Path) -> None:
+    # the `coordinator` config group is now `schedule`: job folders and runs.csv files written before keep the old
+    # spelling on disk (never rewritten) and are read under the new one, so old and new rows share a column;
+    # model.coordinator.* (OctopusNet's coordinator block) is another key and keeps its name
+    old_csv = tmp_path / "results" / "runs.csv"
+    old_csv.parent.mkdir(parents=True)
+    pd.DataFrame([{"run_dir": "old", "status": "ok", "coordinator": "greedy", "coordinator.optimizer_layout": "joint",
+                   "model.coordinator.hidden": 8, "test/acc": 0.5}]).to_csv(old_csv, index=False)
+    text = old_csv.read_text()
+    sweep = tmp_path / "runs" / "sched"
+    make_job(sweep / "old_folder", {"seed": 0}, "sched", metrics(0.51, 0))
+    (sweep / "old_folder" / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["seed=0", "coordinator=greedy", "coordinator.optimizer_layout=per_block"]))
+    make_job(sweep / "new_folder", {"seed": 1}, "sched", metrics(0.52, 1))
+    (sweep / "new_folder" / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["seed=1", "schedule=greedy", "schedule.optimizer_layout=joint"]))
+    df = collect(sweep)
+    assert df.attrs["override_keys"] == ["seed", "schedule", "schedule.optimizer_layout"]
+    assert dict(zip(df["run_dir"], df["schedule.optimizer_layout"])) == {"old_folder": "per_block",
+                                                                         "new_folder": "joint"}
+    merged = merge_runs(old_csv, df)
+    assert not [c for c in merged.columns if c.split(".")[0] == "coordinator"]
+    assert dict(zip(merged["run_dir"], merged["schedule.optimizer_layout"])) == {
+        "old": "joint", "old_folder": "per_block", "new_folder": "joint"}
+    assert merged.loc[merged["run_dir"] == "old", "model.coordinator.hidden"].tolist() == [8]
+    assert old_csv.read_text() == text  # reading never rewrites the old file
 
 
 def test_figure_when_all_runs_failed(tmp_path: Path) -> None:

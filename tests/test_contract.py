@@ -58,7 +58,7 @@ SETUPS: dict[str, list[str]] = {
 
 #: switches that change an algorithm's blocks, phases or stepping: each setting must fulfil the contract too
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "ff-greedy-per_block": ("ff", [*MLP, "coordinator=greedy", "coordinator.optimizer_layout=per_block"]),
+    "ff-greedy-per_block": ("ff", [*MLP, "schedule=greedy", "schedule.optimizer_layout=per_block"]),
     "ff_unsupervised-extension": ("ff_unsupervised", [*MLP, "algorithm.mask=single_fixed",
                                                       "algorithm.readout_norm=frobenius_batch",
                                                       "algorithm.readout_double_softmax=true"]),
@@ -124,7 +124,7 @@ def train_one_batch(module, x, y, pass_idx: int) -> None:
 
 
 def check_step_changes_only_active_blocks(module, x, y) -> None:
-    """Per phase, one batch (the first epoch of one): the blocks the phase and the coordinator make active all
+    """Per phase, one batch (the first epoch of one): the blocks the phase and the schedule make active all
     change; no other block, and no parameter outside the blocks, does."""
     algorithm = module.algorithm
     owner = block_owner(algorithm)

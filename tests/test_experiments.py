@@ -5,7 +5,7 @@ changes: generated data of the recipe's own input shape and class count (``datas
 images; so CIFAR-100 and STL-10 recipes run although no copy of them exists offline), narrow layers of the same
 depth (one rule per network class, :data:`SMALL`), the debug trainer's 2 training batches (the greedy recipes get
 one epoch per block share, so that every block trains), and validation and checkpoints every epoch. Everything
-else (algorithm switches, optimiser, schedule, coordinator, batch mode, phases) is the recipe's own.
+else (algorithm switches, optimiser, lr scheduler, the `schedule` group, batch mode, phases) is the recipe's own.
 
 Checked for every recipe: the run finishes with status ok and a finite test metric; every block trained (a finite
 training loss for each trainable block); ``metrics.json`` records the recipe's algorithm switches; algorithms with
@@ -68,8 +68,8 @@ def tiny(cfg, name: str) -> None:
         t.max_epochs, t.limit_train_batches, t.limit_val_batches, t.limit_test_batches = 1, 2, 1, 1
         t.check_val_every_n_epoch = 1
         cfg.checkpoint_every_n_epochs = 1
-    if cfg.coordinator._target_.endswith(".Greedy"):  # one epoch per share, so that every block trains
-        shares = cfg.coordinator.get("shares")
+    if cfg.schedule._target_.endswith(".Greedy"):  # one epoch per share, so that every block trains
+        shares = cfg.schedule.get("shares")
         if shares is None:
             from octo.train import build
 

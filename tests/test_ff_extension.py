@@ -26,7 +26,7 @@ def test_configs_compose_to_the_extension_recipe(compose_cfg, name, hidden):
     assert (a.threshold, a.goodness, a.neg_label, a.predict_skip_first, a.lr) == (2.0, "mean", "uniform_once",
                                                                                  False, 0.03)
     assert a.label_value is None  # the batch max, as the reference
-    assert cfg.coordinator._target_.endswith(".Greedy") and cfg.optimizer._target_ == "torch.optim.Adam"
+    assert cfg.schedule._target_.endswith(".Greedy") and cfg.optimizer._target_ == "torch.optim.Adam"
     assert cfg.trainer.max_epochs == 2000  # 1000 full-batch steps per layer
 
 

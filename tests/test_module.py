@@ -103,5 +103,5 @@ def test_greedy_uneven_shares():
     with pytest.raises(ConfigError, match="one share per block"):
         g.active(["layer0", "readout"], 0, 10)
     for bad in ([], [1, 0], [1, "x"]):
-        with pytest.raises(ConfigError, match="coordinator.shares"):
+        with pytest.raises(ConfigError, match="schedule.shares"):
             Greedy(shares=bad)

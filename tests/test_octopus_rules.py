@@ -307,7 +307,7 @@ def test_channels_last_and_bf16_autocast():
 
 @pytest.mark.parametrize("passes", [1, 2])
 def test_per_block_stepping_like_the_training_module(passes):
-    """Losses first, then zero_grad / backward / step block by block (coordinator.optimizer_layout=per_block)."""
+    """Losses first, then zero_grad / backward / step block by block (schedule.optimizer_layout=per_block)."""
     a = algo(train_bottleneck=True, train_nerve_ring=True, feedback_mode="paper_modulation", passes=passes)
     opts = {n: torch.optim.Adam(m.parameters(), lr=1e-3) for n, m in a.blocks().items()}
     before = {n: [p.detach().clone() for p in m.parameters()] for n, m in a.blocks().items()}

@@ -20,7 +20,7 @@ def test_heterogeneous_onehot_corrected_single_pass(compose_cfg):
                        "algorithm.train_bottleneck=true", "algorithm.train_nerve_ring=true",
                        "algorithm.feedback_mode=paper_modulation", "algorithm.module_dropout=0.25",
                        "model.coordinator.competition=topk", "model.nerve_ring.rounds=2",
-                       "coordinator.optimizer_layout=joint", "algorithm.eval_arm_metrics=false"])
+                       "schedule.optimizer_layout=joint", "algorithm.eval_arm_metrics=false"])
     metrics = octo.train.run(cfg)
     assert metrics["status"] == "ok"
     assert metrics["algorithm"]["arm_types"] == ["cnn", "cnn", "transformer", "lstm"]

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from octo.analysis.budget import estimate, sweep_jobs
-from octo.analysis.octopus_study import PER_CLASS, SWEEPS, TABLES
-from octo.analysis.published import PublishedData
-from octo.analysis.reproduce import Layout, load_runs
-from octo.analysis.study_render import render_per_class, render_table
+from octo.analysis.octopus.budget import estimate, sweep_jobs
+from octo.analysis.octopus.layout import Layout
+from octo.analysis.octopus.published import PublishedData
+from octo.analysis.octopus.registry import PER_CLASS, SWEEPS, TABLES
+from octo.analysis.octopus.render import render_per_class, render_table
+from octo.analysis.octopus.reproduce import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = {"octopus_headline_ff": 100, "octopus_a1_num_arms": 50, "octopus_a2_bottleneck": 50,
@@ -109,7 +110,7 @@ def test_tables_show_ours_beside_published(fake_runs):
 
 
 def test_outputs_and_index_are_written(fake_runs):
-    from octo.analysis.study_outputs import write_outputs
+    from octo.analysis.octopus.outputs import write_outputs
 
     layout, runs = fake_runs
     written = write_outputs(layout, runs)
@@ -146,8 +147,8 @@ def test_estimate_total_is_the_one_in_the_docs():
 def test_make_target_passes_scale_piece_and_overrides():
     out = subprocess.run(["make", "-n", "reproduce-tables", "SCALE=smoke", "PIECE=octopus_a8_nerve_ring",
                           "ARGS=seed=0 launcher=joblib"], cwd=REPO, capture_output=True, text=True, check=True)
-    assert ("-m octo.analysis.reproduce run --scale smoke --piece octopus_a8_nerve_ring -- seed=0 launcher=joblib"
-            in out.stdout)
+    assert ("-m octo.analysis.octopus.reproduce run --scale smoke --piece octopus_a8_nerve_ring -- seed=0 "
+            "launcher=joblib" in out.stdout)
 
 
 @pytest.mark.slow
@@ -157,8 +158,8 @@ def test_smoke_pipeline_on_three_sweeps(tmp_path):
 
     piece = "octopus_a8_nerve_ring,octopus_a21b_resilience,bp_cnn_block_failure"
     env = {**os.environ, "OCTO_ROOT": str(REPO), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "octo.analysis.reproduce", "run", "--scale", "smoke", "--piece",
-                          piece, "--results", str(tmp_path / "smoke"), "--parallel", "2"], cwd=REPO, env=env,
+    res = subprocess.run([sys.executable, "-m", "octo.analysis.octopus.reproduce", "run", "--scale", "smoke",
+                          "--piece", piece, "--results", str(tmp_path / "smoke"), "--parallel", "2"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     tables = tmp_path / "smoke" / "tables"
@@ -173,8 +174,8 @@ def test_smoke_pipeline_on_three_sweeps(tmp_path):
     for sweep in piece.split(","):
         assert (tmp_path / "smoke" / sweep / "runs.csv").exists()
     # again: every job is skipped, nothing retrained
-    again = subprocess.run([sys.executable, "-m", "octo.analysis.reproduce", "run", "--scale", "smoke", "--piece",
-                            "bp_cnn_block_failure", "--results", str(tmp_path / "smoke")], cwd=REPO, env=env,
+    again = subprocess.run([sys.executable, "-m", "octo.analysis.octopus.reproduce", "run", "--scale", "smoke",
+                            "--piece", "bp_cnn_block_failure", "--results", str(tmp_path / "smoke")], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     log = (tmp_path / "smoke" / "runs" / "_logs" / "bp_cnn_block_failure.log").read_text()

@@ -158,3 +158,35 @@ def test_ff_shuffle_once_keeps_each_samples_negative():
     assert 0 < (first == y).float().mean() < 0.3            # a permutation: some negatives carry the true label
     fresh = FF(MLP([1, 6, 6], [8]), num_classes=10, neg_label="shuffle")
     assert not torch.equal(fresh._negative_labels(x, y), fresh._negative_labels(x, y))
+
+
+@pytest.mark.parametrize("skip_first", [False, True])
+def test_ff_evaluate_equals_the_two_pass_metrics(skip_first):
+    # FF's evaluate scores every label once and derives the accuracy and the per-layer metrics from that one pass;
+    # the numbers must equal the base class's two passes (predict, then block_metrics)
+    from octo.algorithms.base import LocalAlgorithm
+    from octo.algorithms.ff import FF
+    from octo.nn.mlp import MLP
+
+    torch.manual_seed(0)
+    algo = FF(MLP([1, 6, 6], [12, 10, 8]), num_classes=4, predict_skip_first=skip_first)
+    x, y = torch.randn(16, 1, 6, 6), torch.randint(0, 4, (16,))
+    with torch.no_grad():
+        one_pass = algo.evaluate(x, y)
+        two_pass = LocalAlgorithm.evaluate(algo, x, y)
+    assert list(one_pass) == list(two_pass)
+    assert set(one_pass) == {"acc", *(f"layer{i}/{m}" for i in range(3) for m in ("acc", "separation"))}
+    for key in two_pass:
+        assert torch.equal(one_pass[key], two_pass[key]), key
+
+
+def test_ff_evaluate_scores_the_labels_once(monkeypatch):
+    from octo.algorithms.ff import FF
+    from octo.nn.mlp import MLP
+
+    algo = FF(MLP([1, 6, 6], [12, 10]), num_classes=4)
+    calls = []
+    original = FF.layer_goodness
+    monkeypatch.setattr(FF, "layer_goodness", lambda self, x: calls.append(1) or original(self, x))
+    algo.evaluate(torch.randn(8, 1, 6, 6), torch.randint(0, 4, (8,)))
+    assert len(calls) == 1

@@ -133,6 +133,36 @@ def test_cli_unknown_group_and_bad_values_are_one_line_with_exit_2(tmp_path):
     assert not list((tmp_path / "runs").rglob("*.ckpt"))  # refused before any training
 
 
+OLD_GROUP = ("octo: error: the config group 'coordinator' is now 'schedule' (schedule=greedy, "
+             "schedule.optimizer_layout=...)")
+
+
+def test_cli_old_schedule_group_name_is_one_line_with_exit_2(tmp_path):
+    for args in (["coordinator=greedy"], ["dataset=synthetic", "coordinator.optimizer_layout=joint"]):
+        res = _octo(*args, f"paths.runs_dir={tmp_path}/runs")
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip().splitlines() == [OLD_GROUP]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("override", ["coordinator=simultaneous", "coordinator.shares=[1,2]",
+                                      "+coordinator.shares=[1,2]", "~coordinator", "coordinator=greedy,simultaneous"])
+def test_old_schedule_group_name_is_refused_in_every_form(override):
+    from octo.training.validate import check_cli_overrides
+
+    with pytest.raises(ConfigError) as err:
+        check_cli_overrides(["-m", override], REPO / "conf", REPO)
+    assert f"octo: error: {err.value}" == OLD_GROUP
+
+
+def test_model_coordinator_is_not_the_schedule_group():
+    # OctopusNet's coordinator block (model.coordinator) and the per-block settings that name it keep their names
+    from octo.training.validate import check_cli_overrides
+
+    check_cli_overrides(["model=octopus", "model.coordinator.hidden=8", "+algorithm.block_optim.coordinator={lr:1}",
+                         "schedule=greedy", "schedule.optimizer_layout=per_block"], REPO / "conf", REPO)
+
+
 # --- 2: divergence without NaN ---------------------------------------------------------------------------------------
 def test_exploding_run_is_recorded_as_diverged(compose_cfg, tmp_path):
     cfg = compose_cfg([*FAST, "algorithm.lr=1e6"])

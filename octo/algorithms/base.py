@@ -41,7 +41,7 @@ class LocalAlgorithm(nn.Module, ABC):
         """Ordered name -> module of the trainable units; parameters must be disjoint."""
 
     def phase_blocks(self, phase: str) -> list[str]:
-        """Blocks that may step during ``phase`` (the coordinator schedule narrows this further)."""
+        """Blocks that may step during ``phase`` (the schedule, ``schedule=``, narrows this further)."""
         return list(self.blocks())
 
     def optim_overrides(self) -> dict[str, dict]:

@@ -122,7 +122,7 @@ class CCLSGD(torch.optim.SGD):
 
     The algorithm puts ``lr``, ``momentum``, ``weight_decay``, ``grad_centralize``, ``clip_set`` and
     ``clip_norm`` into each block's group (``optim_overrides``). Clipping spans groups only inside one
-    optimiser, so the published forward/feedback clip needs ``coordinator.optimizer_layout=joint`` (the
+    optimiser, so the published forward/feedback clip needs ``schedule.optimizer_layout=joint`` (the
     default).
     """
 

@@ -109,19 +109,31 @@ class FF(LocalAlgorithm):
             gs.append(goodness(h, self.goodness_reduction))
         return torch.stack([g.view(c, b).T for g in gs])
 
-    def predict(self, x: Tensor) -> Tensor:
-        g = self.layer_goodness(x)
+    def _scores(self, g: Tensor) -> Tensor:
+        """Class scores ``[B, C]`` from :meth:`layer_goodness`: the goodness summed over the prediction layers."""
         return g[1:].sum(0) if self.predict_skip_first else g.sum(0)
 
-    def block_metrics(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Per layer: accuracy of that layer's goodness alone, and mean goodness separation (true - wrong)."""
-        g = self.layer_goodness(x)
+    def predict(self, x: Tensor) -> Tensor:
+        return self._scores(self.layer_goodness(x))
+
+    def _block_metrics(self, g: Tensor, y: Tensor) -> dict[str, Tensor]:
         true = torch.nn.functional.one_hot(y, self.num_classes).bool()
         out = {}
         for i, gl in enumerate(g):
             out[f"layer{i}/acc"] = (gl.argmax(1) == y).float().mean()
             out[f"layer{i}/separation"] = gl[true].mean() - gl[~true].mean()
         return out
+
+    def block_metrics(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Per layer: accuracy of that layer's goodness alone, and mean goodness separation (true - wrong)."""
+        return self._block_metrics(self.layer_goodness(x), y)
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The base class's metrics (``acc`` and :meth:`block_metrics`) from one batched goodness pass over every
+        candidate label, instead of one pass for the prediction and another for the per-layer metrics."""
+        g = self.layer_goodness(x)
+        return {"acc": (self._scores(g).argmax(dim=1) == y).float().mean(), **self._block_metrics(g, y)}
 
     def describe(self) -> dict:
         return {"threshold": self.threshold, "goodness": self.goodness_reduction, "neg_label": self.neg_label,

@@ -89,7 +89,7 @@ ALLOWLIST: tuple[Allowed, ...] = (
             "a setting (the size of the validation split), not a result"),
     Allowed("results/ccl/README.md", "the published 10 % validation split",
             "a setting (the size of the validation split), not a result"),
-    # Notes rendered by octo/analysis/octopus_study.py into the OctopusNet tables: quotations of the published
+    # Notes rendered by octo/analysis/octopus/registry.py into the OctopusNet tables: quotations of the published
     # sources (not ours, and they cannot carry a bracketed tag inside a quotation) and one arithmetic fact.
     Allowed("results/tables/a6_resilience.md", '"~30 %"',
             "quotes README-new; recorded in results/published/octopusnet.yaml (value 30, tag README-new)"),

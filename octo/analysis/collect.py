@@ -21,6 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from octo.utils.files import read_json
+from octo.utils.renames import current_key
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,25 @@ HEADLINE_METRICS: tuple[str, ...] = ("test/acc", "val/acc_best", "train_images_p
 
 # Hydra override prefixes: "+key" adds, "++key" forces, "~key" deletes; the column is the bare config key.
 _OVERRIDE_PREFIX = re.compile(r"^(\+\+|\+|~)")
+
+
+def current_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its columns under today's config group names (:mod:`octo.utils.renames`: an old runs.csv
+    keeps e.g. ``coordinator.optimizer_layout``); where a file holds both spellings, the new column keeps its
+    values and the old one fills its gaps."""
+    out = df
+    for old in [c for c in df.columns if current_key(str(c)) != c]:
+        new = current_key(str(old))
+        if new in out.columns:
+            out = out.assign(**{new: out[new].where(out[new].notna(), out[old])}).drop(columns=[old])
+        else:
+            out = out.rename(columns={old: new})
+    return out
+
+
+def read_runs_csv(path: str | Path) -> pd.DataFrame:
+    """A committed ``runs.csv`` (any age), columns under today's group names (:func:`current_columns`)."""
+    return current_columns(pd.read_csv(path))
 
 
 def find_job_dirs(sweep_dir: str | Path) -> list[Path]:
@@ -165,7 +185,7 @@ def read_overrides(path: Path) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = str(item).partition("=")
         deleted = key.startswith("~")
-        key = _OVERRIDE_PREFIX.sub("", key.strip())
+        key = current_key(_OVERRIDE_PREFIX.sub("", key.strip()))
         if key.startswith("hydra.") or (not sep and not deleted):
             continue  # hydra.* settings describe the launcher, not the experiment
         out[key] = "deleted" if deleted else parse_scalar(value)

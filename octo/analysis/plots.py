@@ -7,8 +7,6 @@ an ``rc_context`` so that plotting does not change matplotlib settings for the r
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from octo.analysis.collect import STATUS_INCOMPLETE, STATUS_OK, format_value, value_key
+from octo.utils.files import atomic_file
 
 _VALUE, _HUE = "__value__", "__hue__"
 
@@ -57,7 +56,7 @@ def sweep_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, path: str |
             ax.set_title(f"{title}\n{ylabel}")
         else:
             fig = _draw(df, done, keys, ylabel, title, counts)
-        _save_atomic(fig, path)
+        save_figure(fig, path)
     return path
 
 
@@ -120,14 +119,7 @@ def _sweep_name(df: pd.DataFrame) -> str:
     return Path(df.attrs["sweep_dir"]).name if "sweep_dir" in df.attrs else "sweep"
 
 
-def _save_atomic(fig: Figure, path: Path) -> None:
-    """Save ``fig`` via a temporary file and ``os.replace``: a reader never sees half an image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=200, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_figure(fig: Figure, path: Path) -> None:
+    """Save ``fig`` atomically (:func:`~octo.utils.files.atomic_file`): a reader never sees half an image."""
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or None, dpi=200, bbox_inches="tight")

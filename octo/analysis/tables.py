@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from octo.analysis.collect import (STATUS_INCOMPLETE, STATUS_OK, collect, find_job_dirs, format_value,
-                                   run_relative, sort_rows)
+                                   read_runs_csv, run_relative, sort_rows)
+from octo.utils.files import write_text_atomic
 
 SPREAD = "sd"  # the spread every table and figure reports: the sample standard deviation over seeds
 # The metric a table marks the best row by. Choosing a configuration on its test mean would report a number that
@@ -230,8 +229,8 @@ def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"runs": out_dir / "runs.csv", "table": out_dir / "table.md", "figure": out_dir / "figure.png",
              "figure_pdf": out_dir / "figure.pdf"}
-    _write_text_atomic(paths["runs"], df.to_csv(index=False))
-    _write_text_atomic(paths["table"], render_markdown(summary, title, [f"Runs: {paths['runs'].name}; "
+    write_text_atomic(paths["runs"], df.to_csv(index=False))
+    write_text_atomic(paths["table"], render_markdown(summary, title, [f"Runs: {paths['runs'].name}; "
                                                                        f"sweep folder: {shown_path(sweep_dir)}."]))
     sweep_figure(df, keys, metric, paths["figure"], title=title)
     sweep_figure(df, keys, metric, paths["figure_pdf"], title=title)
@@ -275,25 +274,13 @@ def merge_runs(runs_csv: str | Path, new: pd.DataFrame) -> pd.DataFrame:
     path = Path(runs_csv)
     if not (path.exists() and path.stat().st_size):
         return new
-    old = relative_paths(pd.read_csv(path))
+    old = relative_paths(read_runs_csv(path))
     if old.empty or "run_dir" not in old.columns:
         return new
     old = old[~old["run_dir"].isin(new["run_dir"])] if "run_dir" in new.columns else old
     if old.empty:
         return new
     return sort_rows(pd.concat([old, new], ignore_index=True), ["run_dir"])
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` via a temporary file and ``os.replace``: a reader never sees half a table."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _parser() -> argparse.ArgumentParser:

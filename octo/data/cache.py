@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from octo.utils.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +69,12 @@ def load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def save_cached(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write ``(images, labels)`` to ``path`` atomically; a failure only costs speed: logged, not raised.
 
-    The temporary file plus ``os.replace`` means concurrent runs (a sweep, several ranks) never read a
-    half-written cache; if two write at once, both write the same content and the last rename wins.
+    The temporary file plus rename (:func:`~octo.utils.files.atomic_file`) means concurrent runs (a sweep,
+    several ranks) never read a half-written cache; if two write at once, both write the same content and the
+    last rename wins.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-                np.savez(f, images=images, labels=labels)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache dir should be readable by others
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, images=images, labels=labels)
     except OSError as err:
         log.warning("could not write the data cache %s (%s); the next run will decode again", path, err)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from octo.data import cache, cifar, idx, stl10
+from octo.data.classes import CIFAR10_CLASSES
 from octo.data.synthetic import make_synthetic
 from octo.utils.errors import DataError, check_choice
 
@@ -30,7 +31,6 @@ NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100,
 #: integrity of the files themselves is checked from their headers and decoders
 CANONICAL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
                    "cifar100": (50000, 10000), "stl10": (5000, 8000)}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 #: where the Debian package ``dataset-fashion-mnist`` installs the four IDX .gz files
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -125,9 +125,9 @@ def _read_jpeg_split(name: str, split: str, source: Path, cache_dir: Path) -> tu
     reader = cifar.read_jpeg_archive if source.is_file() else cifar.read_jpeg_folder
     encoded = reader(source, hint(name))
     classes = sorted(encoded["train"])
-    if classes != CIFAR10_CLASSES or sorted(encoded["test"]) != CIFAR10_CLASSES:
+    if classes != list(CIFAR10_CLASSES) or sorted(encoded["test"]) != list(CIFAR10_CLASSES):
         raise DataError(f"{source}: class folders train/{classes}, test/{sorted(encoded['test'])} are not "
-                        f"the 10 CIFAR-10 classes {CIFAR10_CLASSES}; {hint(name)}")
+                        f"the 10 CIFAR-10 classes {list(CIFAR10_CLASSES)}; {hint(name)}")
     result = None
     for s in SPLITS:  # decode and cache both: the archive had to be decompressed entirely anyway
         arrays = cifar.decode_split(encoded[s], classes, source, hint(name))

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from octo.data.classes import STL10_CLASSES
 from octo.utils.errors import DataError
 
 FOLDER = "stl10_binary"
 SHAPE = (3, 96, 96)
-CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+CLASSES = list(STL10_CLASSES)
 
 
 def read_split(folder: Path, split: str, hint: str) -> tuple[np.ndarray, np.ndarray]:

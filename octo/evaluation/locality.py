@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from octo.algorithms.base import LocalAlgorithm
+if TYPE_CHECKING:  # typing only: octo.algorithms imports octo.evaluation, never the other way round
+    from octo.algorithms.base import LocalAlgorithm
 
 
 def gradient_leaks(algorithm: LocalAlgorithm, x: Tensor, y: Tensor, phase: str | None = None) -> dict:

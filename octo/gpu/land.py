@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from octo.gpu.queue import REPO, build_queue, median_epoch_seconds, status_markdown
+from octo.utils.files import write_text_atomic
 
 SHARED_RESULTS = REPO.parent / "shared" / "gpu-results"
 
@@ -51,23 +52,21 @@ def _append_csv(path: Path, rows: pd.DataFrame, key: Sequence[str]) -> None:
     """Append ``rows`` to ``path``, keeping one row per ``key`` (the newest)."""
     old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
     both = pd.concat([old, rows], ignore_index=True).drop_duplicates(subset=list(key), keep="last")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(both.to_csv(index=False))
-    tmp.replace(path)
+    write_text_atomic(path, both.to_csv(index=False))
 
 
 def render_sweep(runs_csv: Path) -> None:
     """``table.md`` and ``figure.png`` beside a runs.csv, from the file alone."""
+    from octo.analysis.collect import read_runs_csv
     from octo.analysis.plots import sweep_figure
     from octo.analysis.tables import default_keys, render_markdown, summarize
 
-    df = pd.read_csv(runs_csv)
+    df = read_runs_csv(runs_csv)
     keys = default_keys(df)
     title = runs_csv.parent.name
     note = f"Runs: {runs_csv.name} (landed from GPU archives; see ../gpu/landed.csv)."
     text = render_markdown(summarize(df, keys, "test/acc"), title, [note])
-    (runs_csv.parent / "table.md").write_text(text)
+    write_text_atomic(runs_csv.parent / "table.md", text)
     sweep_figure(df, keys, "test/acc", runs_csv.parent / "figure.png", title=title)
 
 
@@ -134,9 +133,7 @@ def land(archive: Path, results: Path | None = None) -> str:
             target = results / sweep / "runs.csv"
             target.parent.mkdir(parents=True, exist_ok=True)
             merged = merge_runs(target, rows)
-            tmp = target.with_name("runs.csv.tmp")
-            tmp.write_text(merged.to_csv(index=False))
-            tmp.replace(target)
+            write_text_atomic(target, merged.to_csv(index=False))
             render_sweep(target)
             speeds = speeds_rows(rows, archive.name)
             if not speeds.empty:
@@ -170,23 +167,23 @@ def land(archive: Path, results: Path | None = None) -> str:
 
 def _render_study(results: Path, swept: Sequence[str]) -> None:
     """Re-render the OctopusNet study tables when a landed sweep belongs to it."""
-    from octo.analysis.octopus_study import SWEEPS
+    from octo.analysis.octopus.registry import SWEEPS
 
     if not set(swept) & {s.name for s in SWEEPS} or results != REPO / "results":
         return
-    from octo.analysis.reproduce import Layout, render
+    from octo.analysis.octopus.layout import Layout
+    from octo.analysis.octopus.reproduce import render
 
     render(Layout.for_scale("full"))
 
 
 def write_status(results: Path) -> Path:
     """``results/gpu/queue.md``: every piece with jobs done / all and the estimate left, from runs.csv."""
-    path = results / "gpu" / "queue.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# GPU queue status\n\nDerived from the committed runs.csv files by `python -m octo.gpu "
-                    "plan` (rewritten by `make gpu-land`). Estimates are estimates until `speeds.csv` holds a "
-                    "measurement.\n\n" + status_markdown(build_queue(results)) + "\n")
-    return path
+    return write_text_atomic(
+        results / "gpu" / "queue.md",
+        "# GPU queue status\n\nDerived from the committed runs.csv files by `python -m octo.gpu plan` (rewritten "
+        "by `make gpu-land`). Estimates are estimates until `speeds.csv` holds a measurement.\n\n"
+        + status_markdown(build_queue(results)) + "\n")
 
 
 def land_all(archives: Sequence[Path], results: Path | None = None) -> int:

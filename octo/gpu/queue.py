@@ -35,9 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from octo.analysis.budget import seconds_per_epoch, sweep_jobs
-from octo.analysis.collect import parse_scalar
-from octo.analysis.octopus_study import SWEEPS
+from octo.analysis.collect import parse_scalar, read_runs_csv
+from octo.analysis.octopus.budget import seconds_per_epoch, sweep_jobs
+from octo.analysis.octopus.registry import SWEEPS
 
 REPO = Path(__file__).resolve().parents[2]
 #: a piece's estimated GPU time, one job at a time, stays under this
@@ -274,7 +274,7 @@ def build_queue(results: Path | None = None) -> list[Piece]:
 # --- done or pending --------------------------------------------------------------------------------------------
 @functools.cache
 def _runs(path: Path, mtime: float) -> pd.DataFrame:
-    return pd.read_csv(path)
+    return read_runs_csv(path)
 
 
 def _same(a, b) -> bool:

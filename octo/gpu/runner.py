@@ -165,7 +165,8 @@ def run_jobs(jobs: list[tuple[str, Job]], runs: Path, k: int, deadline: float, d
             limit = max(5.0, min(left, LIMIT_FACTOR * job.est_s + LIMIT_SLACK_S)) if not dry else DRY_LIMIT_S
             n = len(records)
             rec = {"piece": piece, "sweep": job.sweep, "args": list(job.args), "kind": job.kind,
-                   "est_s": round(job.est_s, 1), "limit_s": limit, "log": f"_logs/{n:03d}.log"}
+                   "est_s": round(job.est_s, 1), "limit_s": limit, "log": f"_logs/{n:03d}.log",
+                   "dry_args": list(DRY_TRAIN) if dry and job.kind == "train" else []}
             out = open(logs / f"{n:03d}.log", "w")  # noqa: SIM115 - closed when the child has been reaped
             child = children.start(f"{piece}#{n}", job_command(job, runs, threads, dry), limit, cwd=REPO,
                                    env=env, stdout=out, stderr=out)
@@ -216,7 +217,8 @@ def _job_dirs(runs: Path, records: list[dict]) -> dict[str, list[Path]]:
     for rec in records:
         if rec["kind"] != "train" or not (runs / rec["sweep"]).is_dir():
             continue
-        ident = Job(rec["sweep"], tuple(rec["args"]), 0, 0.0, "").identity
+        # what the job ran: a dry run's overrides come last and win (trainer.accelerator=cpu over =gpu)
+        ident = Job(rec["sweep"], (*rec["args"], *rec.get("dry_args", ())), 0, 0.0, "").identity
         for folder in find_job_dirs(runs / rec["sweep"]):
             over = read_overrides(folder / ".hydra" / "overrides.yaml")
             if all(k in over and _same(over[k], v) for k, v in ident.items()):

@@ -12,6 +12,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
+from octo.data.classes import CIFAR10_CLASSES
+
 
 def wandb_reachable(host: str = "api.wandb.ai", timeout: float = 1.0) -> bool:
     """True when a W&B key is configured and the server answers; False on any doubt (then log offline)."""
@@ -140,8 +142,6 @@ def wandb_evaluation_items(evaluation: dict, dataset: str | None = None) -> tupl
 
 
 def _class_names(n: int, dataset: str | None) -> list[str]:
-    from octo.analysis.octopus_study import CIFAR10_CLASSES
-
     return list(CIFAR10_CLASSES) if dataset == "cifar10" and n == 10 else [f"class{c}" for c in range(n)]
 
 
@@ -149,12 +149,11 @@ def _heatmap_rgba(spec: dict, classes: list[str]):
     """The specialization heatmap rendered to an RGBA array (no file, no pyplot)."""
     import numpy as np
 
-    from octo.analysis.study_figures import heatmap_figure
+    from octo.utils.figures import figure_rgba, heatmap_figure
 
     fig = heatmap_figure({"per-arm per-class accuracy": np.array(list(spec.values()), dtype=float) * 100},
                          list(spec), classes, "specialization")
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())
+    return figure_rgba(fig)
 
 
 def finish_wandb(loggers: list[Logger]) -> None:

@@ -1,6 +1,8 @@
-"""Schedules ("coordinators" of layer training): which blocks step when. Pure Python, no Lightning.
+"""Schedules of layer training: which blocks step when. Pure Python, no Lightning.
 
-The config group is ``coordinator`` (``coordinator=simultaneous`` or ``coordinator=greedy``).
+The config group is ``schedule`` (``schedule=simultaneous`` or ``schedule=greedy``; ``schedule.optimizer_layout``,
+``schedule.shares``). It used to be called ``coordinator``, a name it shared with OctopusNet's coordinator block
+(``model.coordinator``); the old name is refused with a one-line hint (:mod:`octo.utils.renames`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Schedule:
     """
 
     def __init__(self, optimizer_layout: str = "joint") -> None:
-        check_choice("coordinator.optimizer_layout", optimizer_layout, LAYOUTS)
+        check_choice("schedule.optimizer_layout", optimizer_layout, LAYOUTS)
         self.optimizer_layout = optimizer_layout
 
     def check(self, blocks: Sequence[str]) -> None:
@@ -55,13 +57,13 @@ class Greedy(Schedule):
             shares = list(shares)
             if not shares or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
                                      for v in shares):
-                raise ConfigError(f"coordinator.shares={shares!r} must be a non-empty list of positive numbers "
+                raise ConfigError(f"schedule.shares={shares!r} must be a non-empty list of positive numbers "
                                   "(one per block) or null")
         self.shares = shares
 
     def check(self, blocks: Sequence[str]) -> None:
         if self.shares is not None and len(self.shares) != len(blocks):
-            raise ConfigError(f"coordinator.shares has {len(self.shares)} entries but the algorithm has "
+            raise ConfigError(f"schedule.shares has {len(self.shares)} entries but the algorithm has "
                               f"{len(blocks)} blocks {list(blocks)}: give one share per block")
 
     def active(self, blocks: Sequence[str], epoch: int, max_epochs: int) -> list[str]:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from octo.utils.errors import ConfigError, check_choice, check_finite, check_int, check_range, is_number
+from octo.utils.renames import RENAMED_GROUPS
 
 MAX_SEED = 2**32 - 1  # numpy's bound: Lightning's seed_everything replaces any other seed with 0 (a warning only)
 
@@ -336,7 +337,9 @@ def check_cli_overrides(argv: list[str], conf_dir: Path, root: Path) -> None:
 
     Only the default primary config is checked (``--config-name`` / ``--config-dir`` switch this off); adding
     keys with ``+`` / ``++`` stays allowed. ``root`` is the search-path root holding ``experiments/`` and
-    ``sweeps/`` (``OCTO_ROOT``).
+    ``sweeps/`` (``OCTO_ROOT``). A renamed group (:data:`octo.utils.renames.RENAMED_GROUPS`) is refused with its
+    new name, whatever the override does with it (``coordinator=greedy``, ``+coordinator.shares=...``,
+    ``~coordinator``).
     """
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -365,9 +368,12 @@ def check_cli_overrides(argv: list[str], conf_dir: Path, root: Path) -> None:
     groups = sorted(_groups(conf_dir, root))
     keys = _top_level_keys(conf_dir)
     for override in overrides:
+        head = override.key_or_group.replace("/", ".").split(".")[0].split("@")[0]
+        if head in RENAMED_GROUPS and head not in groups:
+            new, example = RENAMED_GROUPS[head]
+            raise ConfigError(f"the config group '{head}' is now '{new}' ({example})")
         if override.type not in (OverrideType.CHANGE, OverrideType.DEL):
             continue
-        head = override.key_or_group.replace("/", ".").split(".")[0].split("@")[0]
         if head in groups or head in keys or head == "hydra" or head in _global_keys(conf_dir, root):
             continue
         guess = difflib.get_close_matches(head, [*groups, *keys], n=1)

@@ -13,8 +13,6 @@ must match, or the job is refused with one line.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -22,6 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from octo.utils.errors import ConfigError
+from octo.utils.files import write_text_atomic
+from octo.utils.renames import current_key
 
 CONFIG = Path(".hydra") / "config.yaml"
 
@@ -33,25 +33,14 @@ FREE_KEYS = ("paths", "num_threads", "logger", "skip_done", "retry_failed", "tag
              "checkpoint_every_n_epochs", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_job_config(cfg: DictConfig, out: Path) -> None:
     """Write ``.hydra/config.yaml`` (and, under Hydra, ``hydra.yaml`` and ``overrides.yaml``) as Hydra would."""
     folder = out / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
     if HydraConfig.initialized():
-        _write_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
-        _write_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
 def _flat(node, prefix: str = "") -> dict:
@@ -70,13 +59,15 @@ def check_same_config(cfg: DictConfig, out: Path) -> None:
 
     Both sides go through YAML, unresolved, so that ``1e-3`` and ``0.001`` compare equal and interpolations compare
     as written (their targets are compared themselves). Keys on one side only are ignored: a key added to conf/
-    later, with a default that keeps the old behaviour, must not orphan every finished job.
+    later, with a default that keeps the old behaviour, must not orphan every finished job. A record made before a
+    config group was renamed is read under the new name (:mod:`octo.utils.renames`).
     """
     try:
         recorded = yaml.safe_load((out / CONFIG).read_text())
     except FileNotFoundError:
         return
-    old, new = _flat(recorded or {}), _flat(yaml.safe_load(OmegaConf.to_yaml(cfg)))
+    old = {current_key(k): v for k, v in _flat(recorded or {}).items()}
+    new = _flat(yaml.safe_load(OmegaConf.to_yaml(cfg)))
     changed = [f"{k}={old[k]} (now {new[k]})" for k in sorted(old.keys() & new.keys())
                if old[k] != new[k] and not _free(k)]
     if changed:

@@ -3,7 +3,7 @@ them into pieces).
 
 Jobs are enumerated from the sweep files themselves (Hydra composes ``sweeps=<name>``, the sweeper's grammar
 expands ``hydra.sweeper.params``), so the estimate follows the files. The seconds per epoch are **estimates**
-(``octo.analysis.octopus_study.SWEEPS``: the speed targets 3 s/epoch FF-standard, 5 s/epoch SFF, the CG
+(``octo.analysis.octopus.registry.SWEEPS``: the speed targets 3 s/epoch FF-standard, 5 s/epoch SFF, the CG
 estimate 12 s/epoch), never measurements; the estimate is runs x epochs x s/epoch, with one job at a time on one GPU.
 """
 
@@ -21,10 +21,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from octo.analysis.octopus_study import SWEEPS
-from octo.analysis.study import Sweep
+from octo.analysis.octopus.registry import SWEEPS
+from octo.analysis.octopus.study import Sweep
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,17 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from octo.analysis.octopus_study import CIFAR10_CLASSES, PerClassTable
-from octo.analysis.plots import _save_atomic
-from octo.analysis.published import PublishedData
-from octo.analysis.quantities import kind, select, summarize_cell
-from octo.analysis.study import Table
+from octo.analysis.octopus.published import PublishedData
+from octo.analysis.octopus.quantities import kind, select, summarize_cell
+from octo.analysis.octopus.registry import PerClassTable
+from octo.analysis.octopus.study import Table
+from octo.analysis.plots import save_figure
+from octo.data.classes import CIFAR10_CLASSES
+from octo.utils.figures import heatmap_figure, new_figure
 
 CHANCE = 10.0  # every dataset of the study (CIFAR-10, the smoke set) has 10 balanced classes
 PUBLISHED_STYLE = {"marker": "D", "color": "crimson", "s": 28, "zorder": 5}
-
-
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")  # keeps the suptitle off the panel titles
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols, sharey=True, squeeze=False)[0]
-    return fig, list(axes)
 
 
 def _short(row_id: str) -> str:
@@ -46,7 +39,7 @@ def resilience_figure(table: Table, runs: Mapping[str, pd.DataFrame], published:
     order = [_short(r.id) for r in rows]
     with matplotlib.rc_context():
         sns.set_theme(context="paper", style="whitegrid")
-        fig, axes = _figure(max(4.0, 0.42 * len(rows)) * len(table.cols), 3.4, len(table.cols))
+        fig, axes = new_figure(max(4.0, 0.42 * len(rows)) * len(table.cols), 3.4, len(table.cols))
         for ax, col in zip(axes, table.cols):
             long, pub_x, pub_y = [], [], []
             for x, row in enumerate(rows):
@@ -79,7 +72,7 @@ def resilience_figure(table: Table, runs: Mapping[str, pd.DataFrame], published:
             ax.tick_params(axis="x", labelrotation=60, labelsize=6)
         axes[-1].legend(fontsize=6, loc="upper right", frameon=True)
         fig.suptitle(f"{table.title}\nmean ± sd over seeds (bars), published (diamonds)", fontsize=9)
-        _save_atomic(fig, Path(path))
+        save_figure(fig, Path(path))
     return Path(path)
 
 
@@ -101,7 +94,7 @@ def line_figure(table: Table, runs: Mapping[str, pd.DataFrame], published: Publi
                 pubs.append((x, pub.value))
     with matplotlib.rc_context():
         sns.set_theme(context="paper", style="whitegrid")
-        fig, (ax,) = _figure(max(4.0, 0.9 * len(order) + 2.5), 3.2)
+        fig, (ax,) = new_figure(max(4.0, 0.9 * len(order) + 2.5), 3.2)
         if long:
             data = pd.DataFrame(long)
             several = data["quantity"].nunique() > 1  # seaborn divides by (levels - 1) when dodging
@@ -120,41 +113,18 @@ def line_figure(table: Table, runs: Mapping[str, pd.DataFrame], published: Publi
         ax.set_title(f"{table.title}\nmean ± sd over seeds, dots = single seeds", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
-        _save_atomic(fig, Path(path))
+        save_figure(fig, Path(path))
     return Path(path)
-
-
-def heatmap_figure(matrices: Mapping[str, np.ndarray | None], arms: Sequence[str],
-                   classes: Sequence[str] | Mapping[str, Sequence[str]], title: str) -> Figure:
-    """One annotated arms x classes heatmap (accuracy in %) per entry of ``matrices``; None = "no data".
-    ``classes``: the column labels, or a mapping from entry name to its own labels."""
-    with matplotlib.rc_context():
-        sns.set_theme(context="paper", style="white")
-        n = max((m.shape[1] for m in matrices.values() if m is not None), default=len(arms))
-        fig, axes = _figure(0.55 * n * len(matrices) + 2.5, 0.35 * len(arms) + 1.8, len(matrices))
-        for ax, (name, m) in zip(axes, matrices.items()):
-            if m is None:
-                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
-                ax.set_xticks([]), ax.set_yticks([])
-            else:
-                labels = classes[name] if isinstance(classes, Mapping) else classes
-                sns.heatmap(pd.DataFrame(m, index=[a.split(" ")[0] for a in arms], columns=list(labels)[:m.shape[1]]),
-                            vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f", annot_kws={"size": 6},
-                            cbar=False, ax=ax)
-                ax.tick_params(axis="x", labelrotation=60, labelsize=6)
-            ax.set_title(name, fontsize=8)
-        fig.suptitle(title, fontsize=9)
-    return fig
 
 
 def per_class_figure(pc: PerClassTable, matrices: Mapping[str, np.ndarray | None], ours_classes: Sequence[str],
                      path: str | Path) -> Path:
-    """Ours beside each published per-class table of ``pc`` (see ``study_render.per_class_matrices``); ours is
+    """Ours beside each published per-class table of ``pc`` (see ``render.per_class_matrices``); ours is
     labelled with its own data set's classes, the published tables with CIFAR-10's."""
     titled, labels = {}, {}
     for key, m in matrices.items():
         name = "ours (mean over seeds)" if key == "ours" else f"published [{key}]"
         titled[name] = m
         labels[name] = ours_classes if key == "ours" else CIFAR10_CLASSES
-    _save_atomic(heatmap_figure(titled, pc.arms, labels, f"{pc.title} (%)"), Path(path))
+    save_figure(heatmap_figure(titled, pc.arms, labels, f"{pc.title} (%)"), Path(path))
     return Path(path)

@@ -12,18 +12,20 @@ from typing import Mapping
 
 import pandas as pd
 
-from octo.analysis.budget import sweep_jobs
 from octo.analysis.collect import STATUS_OK
-from octo.analysis.octopus_study import PER_CLASS, SWEEPS, TABLES
-from octo.analysis.published import PublishedData
-from octo.analysis.study_figures import line_figure, per_class_figure, resilience_figure
-from octo.analysis.study_render import (LEGEND, class_names, dataset_of, grid, per_class_matrices,
-                                        render_per_class, render_table)
-from octo.analysis.tables import _write_text_atomic
+from octo.analysis.octopus.budget import sweep_jobs
+from octo.analysis.octopus.figures import line_figure, per_class_figure, resilience_figure
+from octo.analysis.octopus.layout import Layout, scale_overrides
+from octo.analysis.octopus.published import PublishedData
+from octo.analysis.octopus.registry import PER_CLASS, SWEEPS, TABLES
+from octo.analysis.octopus.render import (LEGEND, class_names, dataset_of, grid, per_class_matrices,
+                                          render_per_class, render_table)
+from octo.utils.files import write_text_atomic
 
 
-def write_outputs(layout, runs: Mapping[str, pd.DataFrame], published: PublishedData | None = None) -> list[Path]:
-    """Tables, figures and the index of ``layout`` (``octo.analysis.reproduce.Layout``); returns the paths."""
+def write_outputs(layout: Layout, runs: Mapping[str, pd.DataFrame],
+                  published: PublishedData | None = None) -> list[Path]:
+    """Tables, figures and the index of ``layout``; returns the paths."""
     published = published or PublishedData.load()
     published.validate(list(TABLES), [pc.id for pc in PER_CLASS])
     layout.tables.mkdir(parents=True, exist_ok=True)
@@ -31,7 +33,7 @@ def write_outputs(layout, runs: Mapping[str, pd.DataFrame], published: Published
     figures: dict[str, Path] = {}
     for table in TABLES:
         path = layout.tables / f"{table.id}.md"
-        _write_text_atomic(path, render_table(table, runs, published))
+        write_text_atomic(path, render_table(table, runs, published))
         written.append(path)
         if table.figure == "resilience":
             figures[table.id] = resilience_figure(table, runs, published, layout.figures / f"{table.id}.png")
@@ -40,7 +42,7 @@ def write_outputs(layout, runs: Mapping[str, pd.DataFrame], published: Published
                                             layout.figures / f"{table.id}.png")
     for pc in PER_CLASS:
         path = layout.tables / f"{pc.id}.md"
-        _write_text_atomic(path, render_per_class(pc, runs, published))
+        write_text_atomic(path, render_per_class(pc, runs, published))
         mats = per_class_matrices(pc, runs, published)
         n = mats["ours"].shape[1] if mats["ours"] is not None else 10
         figures[pc.id] = per_class_figure(pc, mats, class_names(n, dataset_of(runs.get(pc.sweep))),
@@ -48,17 +50,15 @@ def write_outputs(layout, runs: Mapping[str, pd.DataFrame], published: Published
         written.append(path)
     written += list(figures.values())
     index = layout.tables / "README.md"
-    _write_text_atomic(index, render_index(layout, runs, published, figures))
+    write_text_atomic(index, render_index(layout, runs, published, figures))
     return written + [index]
 
 
 def _expected(name: str, scale: str) -> int:
-    from octo.analysis.reproduce import scale_overrides
-
     return len(sweep_jobs(name, scale_overrides(name, scale)))
 
 
-def render_index(layout, runs: Mapping[str, pd.DataFrame], published: PublishedData,
+def render_index(layout: Layout, runs: Mapping[str, pd.DataFrame], published: PublishedData,
                  figures: Mapping[str, Path]) -> str:
     """The index: one line per table (runs, grid points with ours / published, figure) and per sweep."""
     expected = {s.name: _expected(s.name, layout.scale) for s in SWEEPS}

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from octo.analysis.study import Table
+from octo.analysis.octopus.study import Table
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "results" / "published" / "octopusnet.yaml"
+DEFAULT_PATH = Path(__file__).resolve().parents[3] / "results" / "published" / "octopusnet.yaml"
 
 
 @dataclass(frozen=True)

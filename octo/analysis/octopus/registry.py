@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from octo.analysis.study import (ACC, CG_ARMS, CNN_BLOCKS, FF_ARMS, SEEDS_NOTE, Axis, Sweep, Table, cells,
-                                 resilience_rows)
+from octo.analysis.octopus.study import (ACC, CG_ARMS, CNN_BLOCKS, FF_ARMS, SEEDS_NOTE, Axis, Sweep, Table,
+                                         cells, resilience_rows)
+from octo.data.classes import CIFAR10_CLASSES  # noqa: F401 - the published tables' class order, re-exported
 
 FF_NOTE = "FF-standard target 3 s/epoch (4 arms at 32/16/8/4 px; FF pass + coordinator pass)"
 CG_NOTE = "CG estimate 12 s/epoch (A21b with the published crash fixed, from H100 step times)"
@@ -200,8 +201,6 @@ PER_CLASS: tuple[PerClassTable, ...] = (
     PerClassTable("a18b_per_class", "A18b — per-arm per-class accuracy of the CG arms (class-grouped goodness)",
                   "paper-new", "octopus_a18b_resilience", CG_ARMS),
 )
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def sweep(name: str) -> Sweep:

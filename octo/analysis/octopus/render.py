@@ -1,6 +1,6 @@
 """Markdown for the study's tables: ours (mean ± sd, n) beside the published value, with provenance.
 
-Every grid point of a :class:`~octo.analysis.study.Table` becomes two cells, ours and published, so a reader
+Every grid point of a :class:`~octo.analysis.octopus.study.Table` becomes two cells, ours and published, so a reader
 compares them without switching files. Missing things are said out loud: ``missing`` (no finished run of that
 cell yet), ``not published`` (the sources give no number), failed / incomplete runs counted in the cell.
 """
@@ -12,11 +12,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from octo.analysis.octopus_study import CIFAR10_CLASSES, PerClassTable
-from octo.analysis.published import PublishedData
-from octo.analysis.quantities import kind, per_class, select, summarize_cell
-from octo.analysis.study import Table
+from octo.analysis.octopus.published import PublishedData
+from octo.analysis.octopus.quantities import kind, per_class, select, summarize_cell
+from octo.analysis.octopus.registry import PerClassTable
+from octo.analysis.octopus.study import Table
 from octo.analysis.tables import SPREAD, provenance
+from octo.data.classes import CIFAR10_CLASSES
 
 NOT_PUBLISHED = "not published"
 LEGEND = (f"Ours: mean ± {SPREAD} over seeds ({SPREAD} = sample standard deviation, ddof=1; none for n=1), n = "

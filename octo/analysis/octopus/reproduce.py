@@ -1,6 +1,6 @@
 """``make reproduce-tables``: run or resume every sweep of the OctopusNet study, then render every table.
 
-Subcommands (``python -m octo.analysis.reproduce <cmd> --help``)::
+Subcommands (``python -m octo.analysis.octopus.reproduce <cmd> --help``)::
 
     run      [--scale full|smoke] [--piece S1,S2] [--parallel N] [-- hydra overrides]   run/resume, then render
     render   [--scale ...]                       tables, figures and the index from what exists (no training)
@@ -26,50 +26,16 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from octo.analysis.collect import collect, find_job_dirs
-from octo.analysis.octopus_study import SWEEPS, sweep
-from octo.analysis.tables import _write_text_atomic, merge_runs
-
-REPO = Path(__file__).resolve().parents[2]
-SCALES = ("full", "smoke")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where one scale's runs and outputs live."""
-
-    scale: str
-    results: Path
-    runs: Path
-
-    @classmethod
-    def for_scale(cls, scale: str, results: str | Path | None = None, runs: str | Path | None = None) -> "Layout":
-        smoke = scale == "smoke"
-        res = Path(results) if results else REPO / "results" / "smoke" if smoke else REPO / "results"
-        default_runs = res / "runs" if smoke else REPO / "results" / "runs"
-        return cls(scale, res, Path(runs) if runs else default_runs)
-
-    @property
-    def tables(self) -> Path:
-        return self.results / "tables"
-
-    @property
-    def figures(self) -> Path:
-        return self.results / "figures"
-
-    def runs_csv(self, name: str) -> Path:
-        return self.results / name / "runs.csv"
-
-
-def scale_overrides(name: str, scale: str) -> list[str]:
-    """Hydra overrides that pick ``scale`` for sweep ``name``: none at full scale (the sweep file's budgets)."""
-    return [f"+scale=smoke_{sweep(name).family}"] if scale == "smoke" else []
+from octo.analysis.collect import collect, find_job_dirs, read_runs_csv
+from octo.analysis.octopus.layout import REPO, SCALES, Layout, scale_overrides
+from octo.analysis.octopus.registry import SWEEPS
+from octo.analysis.tables import merge_runs
+from octo.utils.files import write_text_atomic
 
 
 def sweep_command(name: str, layout: Layout, overrides: Sequence[str] = ()) -> list[str]:
@@ -94,10 +60,10 @@ def load_runs(name: str, layout: Layout) -> pd.DataFrame:
     path = layout.runs_csv(name)
     folder = layout.runs / name
     if not (folder.is_dir() and find_job_dirs(folder)):
-        return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+        return read_runs_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
     merged = merge_runs(path, collect(folder))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(path, merged.to_csv(index=False))
+    write_text_atomic(path, merged.to_csv(index=False))
     return merged
 
 
@@ -115,7 +81,7 @@ def run(layout: Layout, names: Sequence[str], overrides: Sequence[str] = (), par
 
 def render(layout: Layout) -> list[Path]:
     """Every table, figure and the index, from the runs that exist now; returns the files written."""
-    from octo.analysis.study_outputs import write_outputs  # seaborn is slow to import: only when rendering
+    from octo.analysis.octopus.outputs import write_outputs  # seaborn is slow to import: only when rendering
 
     runs = {s.name: load_runs(s.name, layout) for s in SWEEPS}
     written = write_outputs(layout, runs)
@@ -124,7 +90,7 @@ def render(layout: Layout) -> list[Path]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m octo.analysis.reproduce", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m octo.analysis.octopus.reproduce", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for cmd in ("run", "render"):
         q = sub.add_parser(cmd)
@@ -146,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("OCTO_ROOT", str(REPO))
     if args.cmd == "estimate":
-        from octo.analysis import budget
+        from octo.analysis.octopus import budget
 
         print(budget.estimate_markdown(budget.estimate()))
         return 0

@@ -2,12 +2,12 @@
 
 A table is a grid. Every row and every column is an :class:`Axis` that contributes part of what a grid point
 shows: the sweep it reads, the cell of that sweep (override values, e.g. ``{"model.num_arms": 8}``) and the
-quantity (``acc``, ``single.arm1``, ``floor_double``...; see ``octo.analysis.quantities``). A grid point merges
-its row and its column (table defaults first), and shows our value (mean ± sd over seeds, n) beside the
+quantity (``acc``, ``single.arm1``, ``floor_double``...; see ``octo.analysis.octopus.quantities``). A grid point
+merges its row and its column (table defaults first), and shows our value (mean ± sd over seeds, n) beside the
 published one, which lives in ``results/published/octopusnet.yaml`` under the same table/row/column ids.
 
-The registry itself (every sweep and table of the OctopusNet study) is ``octo.analysis.octopus_study``; keeping the
-layout there and the numbers in the YAML lets one renderer serve every table and lets a test check that every
+The registry itself (every sweep and table of the OctopusNet study) is ``octo.analysis.octopus.registry``; keeping
+the layout there and the numbers in the YAML lets one renderer serve every table and lets a test check that every
 published number has a place in some table.
 """
 
