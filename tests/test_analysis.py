@@ -314,3 +314,12 @@ def test_diverged_and_timed_out_runs_are_shown_as_such() -> None:
     cells = dict(zip(summarize(df, ["lr"])["lr"], summarize(df, ["lr"])["cell"]))
     assert cells[1e-3] == "90.00 (n=1; 1 incomplete)"  # a timed-out run resumes: not a finished result
     assert cells[1e6] == "diverged (n_diverged=2)"  # never averaged, never called ok
+
+
+def test_smoke_and_budget_scale_tables_say_so_in_their_title() -> None:
+    from octo.analysis.tables import scaled_title
+
+    plain = pd.DataFrame({"seed": [0]})
+    assert scaled_title("octopus_a8_nerve_ring", plain) == "octopus_a8_nerve_ring"
+    assert "budget scale: 10 epochs" in scaled_title("octopus_a8_nerve_ring_10ep", plain)
+    assert "SMOKE SCALE" in scaled_title("octopus_a8_nerve_ring", pd.DataFrame({"scale": ["smoke_octopus"]}))

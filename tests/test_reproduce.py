@@ -165,6 +165,7 @@ def test_smoke_pipeline_on_three_sweeps(tmp_path):
     tables = tmp_path / "smoke" / "tables"
     a8 = (tables / "a8_nerve_ring.md").read_text()
     assert a8.count("(n=1)") == 2 and "datasets: synthetic" in a8
+    assert a8.splitlines()[0].endswith("[SMOKE SCALE: generated data, 1 epoch; tests the pipeline, not OctopusNet]")
     bp = (tables / "bp_cnn.md").read_text()
     assert "| classes predicted, block1 failed | 1.0 (n=1) |" in bp  # block failure -> one class, by construction
     assert "(n=1)" in (tables / "headline.md").read_text().split("A21b")[1].splitlines()[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -208,6 +209,19 @@ def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | st
     return "\n".join(lines)
 
 
+def scaled_title(name: str, df: pd.DataFrame) -> str:
+    """``name`` with the scale its runs were made at, when that is not the published one: a smoke run (a
+    ``scale`` override such as ``+scale=smoke``) or a budget-scale sweep (``<sweep>_<N>ep``) says so in the title
+    of its table and figure, not only in an index."""
+    scales = sorted({str(v) for v in df["scale"].dropna()}) if "scale" in df.columns else []
+    if any(v.startswith("smoke") for v in scales):
+        return f"{name} [SMOKE SCALE: tiny data and budget, tests the pipeline only]"
+    budget = re.search(r"_(\d+)ep$", name)
+    if budget:
+        return f"{name} [budget scale: {budget.group(1)} epochs, not the published budget]"
+    return name
+
+
 def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str = "test/acc",
                         keys: Sequence[str] | None = None) -> dict[str, Path]:
     """Collect the sweep and write ``runs.csv``, ``table.md``, ``figure.png`` and ``figure.pdf``.
@@ -224,7 +238,7 @@ def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str 
     keys = default_keys(df) if keys is None else list(keys)
     summary = summarize(df, keys, metric)
     names = df["sweep_name"].dropna().unique() if "sweep_name" in df.columns else []
-    title = str(names[0]) if len(names) == 1 else Path(sweep_dir).resolve().name
+    title = scaled_title(str(names[0]) if len(names) == 1 else Path(sweep_dir).resolve().name, df)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"runs": out_dir / "runs.csv", "table": out_dir / "table.md", "figure": out_dir / "figure.png",

@@ -59,11 +59,11 @@ def render_sweep(runs_csv: Path) -> None:
     """``table.md`` and ``figure.png`` beside a runs.csv, from the file alone."""
     from octo.analysis.collect import read_runs_csv
     from octo.analysis.plots import sweep_figure
-    from octo.analysis.tables import default_keys, render_markdown, summarize
+    from octo.analysis.tables import default_keys, render_markdown, scaled_title, summarize
 
     df = read_runs_csv(runs_csv)
     keys = default_keys(df)
-    title = runs_csv.parent.name
+    title = scaled_title(runs_csv.parent.name, df)
     note = f"Runs: {runs_csv.name} (landed from GPU archives; see ../gpu/landed.csv)."
     text = render_markdown(summarize(df, keys, "test/acc"), title, [note])
     write_text_atomic(runs_csv.parent / "table.md", text)

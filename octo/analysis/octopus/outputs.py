@@ -7,6 +7,7 @@ reader of ``results/README.md`` can link to it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -23,15 +24,23 @@ from octo.analysis.octopus.render import (LEGEND, class_names, dataset_of, grid,
 from octo.utils.files import write_text_atomic
 
 
+#: the title mark of every smoke-scale table and figure
+SMOKE_TITLE = "SMOKE SCALE: generated data, 1 epoch; tests the pipeline, not OctopusNet"
+
+
 def write_outputs(layout: Layout, runs: Mapping[str, pd.DataFrame],
                   published: PublishedData | None = None) -> list[Path]:
     """Tables, figures and the index of ``layout``; returns the paths."""
     published = published or PublishedData.load()
     published.validate(list(TABLES), [pc.id for pc in PER_CLASS])
     layout.tables.mkdir(parents=True, exist_ok=True)
+    tables, per_class = TABLES, PER_CLASS
+    if layout.scale == "smoke":  # every table and figure says it in its own title, not only in the index
+        tables = [replace(t, title=f"{t.title} [{SMOKE_TITLE}]") for t in TABLES]
+        per_class = [replace(pc, title=f"{pc.title} [{SMOKE_TITLE}]") for pc in PER_CLASS]
     written: list[Path] = []
     figures: dict[str, Path] = {}
-    for table in TABLES:
+    for table in tables:
         path = layout.tables / f"{table.id}.md"
         write_text_atomic(path, render_table(table, runs, published))
         written.append(path)
@@ -40,7 +49,7 @@ def write_outputs(layout: Layout, runs: Mapping[str, pd.DataFrame],
         elif table.figure and table.figure.startswith("line:"):
             figures[table.id] = line_figure(table, runs, published, table.figure[5:],
                                             layout.figures / f"{table.id}.png")
-    for pc in PER_CLASS:
+    for pc in per_class:
         path = layout.tables / f"{pc.id}.md"
         write_text_atomic(path, render_per_class(pc, runs, published))
         mats = per_class_matrices(pc, runs, published)
