@@ -323,3 +323,11 @@ def test_smoke_and_budget_scale_tables_say_so_in_their_title() -> None:
     assert scaled_title("octopus_a8_nerve_ring", plain) == "octopus_a8_nerve_ring"
     assert "budget scale: 10 epochs" in scaled_title("octopus_a8_nerve_ring_10ep", plain)
     assert "SMOKE SCALE" in scaled_title("octopus_a8_nerve_ring", pd.DataFrame({"scale": ["smoke_octopus"]}))
+
+
+def test_tables_state_the_precision() -> None:
+    df = pd.DataFrame({"seed": [0, 1], "status": ["ok", "ok"], "test/acc": [0.5, 0.6],
+                       "precision.trainer": ["bf16-mixed", "bf16-mixed"]})
+    summary = summarize(df, [])
+    assert "precision: bf16-mixed" in render_markdown(summary, "t")
+    assert "precision: not recorded" in render_markdown(summarize(df.drop(columns="precision.trainer"), []), "t")

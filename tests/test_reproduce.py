@@ -117,7 +117,8 @@ def test_outputs_and_index_are_written(fake_runs):
     assert {p.name for p in written} >= {f"{t.id}.md" for t in TABLES} | {"README.md", "a21b.png", "a1_num_arms.png",
                                                                          "a15b_per_class.png"}
     index = (layout.tables / "README.md").read_text()
-    assert "| [A8 — nerve ring on / off](a8_nerve_ring.md) | paper | 4 / 6 | 2 / 2 / 2 |" in index
+    # 2 rows x (validation-selected, best epoch, final epoch): the fake runs have no test curve
+    assert "| [A8 — nerve ring on / off](a8_nerve_ring.md) | paper | 4 / 6 | 2 / 2 / 6 |" in index
     assert "[runs.csv](../octopus_a21b_resilience/runs.csv)" in index
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
 
@@ -181,3 +182,14 @@ def test_smoke_pipeline_on_three_sweeps(tmp_path):
     assert again.returncode == 0
     log = (tmp_path / "smoke" / "runs" / "_logs" / "bp_cnn_block_failure.log").read_text()
     assert "skipping finished job" in log
+
+
+def test_accuracy_tables_show_the_test_curve_beside_the_selected_number(fake_runs):
+    """Published numbers are best- or final-epoch test accuracies: ours show both (from the test curve, never used
+    for selection) beside the validation-selected one."""
+    layout, runs = fake_runs
+    a8 = runs["octopus_a8_nerve_ring"].copy()
+    a8["test_curve.best.acc"], a8["test_curve.final.acc"] = 0.53, 0.52
+    text = render_table(TABLE["a8_nerve_ring"], {**runs, "octopus_a8_nerve_ring": a8}, PublishedData.load())
+    assert "test curve: best epoch (%): ours" in text and "test curve: final epoch (%): ours" in text
+    assert "| with nerve ring | 51.00 ± 1.00 (n=3) | 51.45 [paper] | 53.00 ± 0.00 (n=3) |" in text

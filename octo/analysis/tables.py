@@ -133,15 +133,18 @@ def format_cell(mean: float, sd: float, n: int, n_failed: int = 0, n_incomplete:
 
 
 def provenance(df: pd.DataFrame) -> dict[str, list]:
-    """Distinct devices, commits, epochs, seeds and run statuses seen in ``df`` (sorted)."""
+    """Distinct datasets, algorithms, devices, precisions, commits, epochs, seeds and run statuses in ``df``."""
     def seen(col: str) -> list:
         if col not in df.columns:
             return []
         return sorted({format_value(v) for v in df[col].dropna()})
 
     statuses = df["status"].value_counts() if "status" in df.columns else pd.Series(dtype=int)
+    # the training precision (metrics.json "precision"; runs older than that field: the trainer option)
+    precision = seen("precision.trainer") or seen("trainer.precision")
     return {"datasets": seen("dataset.name"), "algorithms": seen("algorithm._target_"),
-            "devices": seen("device"), "commits": seen("commit"), "epochs": seen("epochs"),
+            "devices": seen("device"), "precision": precision or ["not recorded"],
+            "commits": seen("commit"), "epochs": seen("epochs"),
             "seeds": sorted(seen("seed"), key=lambda s: (len(s), s)),
             "runs": [f"{int(n)} {s}" for s, n in sorted(statuses.items())]}
 
@@ -198,7 +201,7 @@ def render_markdown(summary: pd.DataFrame, title: str, notes: Sequence[str] | st
     prov = attrs.get("provenance", {})
     if prov:
         parts = [f"{name}: {', '.join(map(str, prov[name])) or 'unknown'}"
-                 for name in ("datasets", "algorithms", "devices", "commits", "epochs", "seeds", "runs")
+                 for name in ("datasets", "algorithms", "devices", "precision", "commits", "epochs", "seeds", "runs")
                  if name in prov]
         lines += ["Provenance: " + "; ".join(parts) + ".", ""]
     if attrs.get("fixed"):

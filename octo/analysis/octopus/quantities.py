@@ -26,7 +26,9 @@ from octo.analysis.collect import STATUS_INCOMPLETE, STATUS_OK, format_value
 from octo.analysis.tables import format_cell
 
 EVAL_PREFIXES = ("evaluation.resilience.", "evaluation.")
-_TEST = {"acc": "test/acc", "acc_ensemble": "test/acc_ensemble", "acc_ensemble_logits": "test/acc_ensemble_logits"}
+_TEST = {"acc": "test/acc", "acc_ensemble": "test/acc_ensemble", "acc_ensemble_logits": "test/acc_ensemble_logits",
+         # the test curve (track_test / faithful_eval): best and final epoch, as the published tables report them
+         "acc_best_epoch": "test_curve.best.acc", "acc_final_epoch": "test_curve.final.acc"}
 _EVAL = {"single": "single_failure", "pair": "pair_failure", "alone": "alone", "distinct": "distinct_predictions"}
 _SCALARS = ("intact", "floor_single", "floor_double", "degradation_single")
 

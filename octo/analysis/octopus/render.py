@@ -75,7 +75,7 @@ def provenance_line(sweep: str, df: pd.DataFrame | None) -> str:
         return f"Provenance `{sweep}`: no runs yet."
     prov = provenance(df)
     parts = [f"{name}: {', '.join(map(str, prov[name])) or 'unknown'}"
-             for name in ("datasets", "algorithms", "devices", "commits", "epochs", "seeds", "runs")]
+             for name in ("datasets", "algorithms", "devices", "precision", "commits", "epochs", "seeds", "runs")]
     return f"Provenance `{sweep}`: " + "; ".join(parts) + "."
 
 
