@@ -1,6 +1,5 @@
 """Loggers: CSV curves always, W&B offline without network (config, group, summary)."""
 
-import json
 
 from conftest import read_offline_log
 
