@@ -331,3 +331,12 @@ def test_tables_state_the_precision() -> None:
     summary = summarize(df, [])
     assert "precision: bf16-mixed" in render_markdown(summary, "t")
     assert "precision: not recorded" in render_markdown(summarize(df.drop(columns="precision.trainer"), []), "t")
+
+
+def test_runs_csv_leaves_out_per_epoch_series() -> None:
+    from octo.analysis.collect import flatten
+
+    row = flatten({"test/acc": 0.9, "history": [{"epoch": 1}] * 2000,
+                   "test_curve": {"rows": [{"epoch": 1, "acc": 0.5}], "best": {"acc": 0.6}, "final": {"acc": 0.5}}})
+    assert "history" not in row and "test_curve.rows" not in row
+    assert row["test_curve.best.acc"] == 0.6 and row["test_curve.final.acc"] == 0.5

@@ -68,6 +68,8 @@ from pathlib import Path
 
 import yaml
 
+csv.field_size_limit(2**31 - 1)  # a runs.csv cell may hold a long list (per-class accuracies, epoch times)
+
 PUBLISHED_DIR = "published"  # below the records folder: published numbers and their source tags
 IGNORED_DIR = "runs"  # below the records folder: git-ignored run output, absent from a fresh checkout
 

@@ -163,11 +163,21 @@ def run_relative(value: str, job: Path) -> str:
     return f"<outside the run folder>/{path.name}"
 
 
+#: per-epoch series in metrics.json that runs.csv leaves out (see :func:`flatten`)
+SERIES = ("history", "test_curve.rows")
+
+
 def flatten(metrics: dict[str, Any]) -> dict[str, Any]:
     """``metrics.json`` flattened with dots: ``{"blocks": {"b0": {"acc": x}}}`` -> ``{"blocks.b0.acc": x}``.
 
-    Empty sub-dicts (``"blocks": {}``) give no column; lists stay as one cell.
+    Empty sub-dicts (``"blocks": {}``) give no column; lists stay as one cell. The per-epoch series
+    (:data:`SERIES`: ``history``, the test curve's rows) are left out: one row per epoch would make a cell of
+    hundreds of kilobytes for a full-batch run; they stay in the run's metrics.json and csv/metrics.csv, and the
+    curve's best and final epochs are columns of their own.
     """
+    metrics = {k: v for k, v in metrics.items() if k != "history"}
+    if isinstance(metrics.get("test_curve"), dict):
+        metrics["test_curve"] = {k: v for k, v in metrics["test_curve"].items() if k != "rows"}
     records = pd.json_normalize(metrics, sep=".").to_dict("records")
     return records[0] if records else {}
 
