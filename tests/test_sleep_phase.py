@@ -9,22 +9,11 @@ import torch
 from conftest import assert_local
 
 import octo.train
-from octo.algorithms.octopus import Octopus
 from octo.evaluation.locality import gradient_leaks
-from octo.nn.octopus import ModuleDecoder, OctopusNet
+from octo.nn.octopus import ModuleDecoder
 from octo.utils.errors import ConfigError
 
-TINY = {"channels": [4, 8, 8], "bottleneck": 8, "coordinator": {"hidden": 8}}
-
-
-def algo(net_kw=None, **kw) -> Octopus:
-    torch.manual_seed(0)
-    return Octopus(OctopusNet([3, 8, 8], 4, **{**TINY, **(net_kw or {})}), 4, **kw)
-
-
-def batch(b=8):
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(b, 3, 8, 8, generator=g), torch.arange(b) % 4
+from octopus_helpers import algo, batch  # noqa: E402 - the shared tiny OctopusNet
 
 
 def blobs(b=32, size=8, seed=2):
