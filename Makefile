@@ -42,8 +42,7 @@ bench:  ## training images/s of FF vs BP on the same MLP (+ device) into results
 reproduce-tables:  ## run/resume the OctopusNet study, then tables+figures: [SCALE=smoke] [PIECE=sweep,..] [ARGS="seed=0 ..."]
 	$(PY) -m octo.analysis.octopus.reproduce run --scale $(SCALE) $(if $(PIECE),--piece $(PIECE)) $(if $(ARGS),-- $(ARGS))
 
-gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and the data (.gpu_data/), both carried
-	../shared/gpu/wheels.sh .whl
+gpu-prepare: .whl  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and the data (.gpu_data/), both carried
 	mkdir -p .gpu_data && cp -r $(OCTO_DATA)/mnist .gpu_data/ && cp $(OCTO_DATA)/cifar10-jpeg-q75.tar.xz .gpu_data/
 
 # The GPU queue (docs/reproduce.md). gpu-next runs the next pending pieces on the GPU machine within BUDGET_S and packs
@@ -52,10 +51,13 @@ gpu-prepare:  ## before a lent-GPU call: wheels the GPU image lacks (.whl/) and 
 BUDGET_S ?= 540
 OUT ?= $(CURDIR)/results/runs/_gpu_out
 GPU_PY = PYTHONPATH=$(CURDIR)/.site:$(CURDIR)$(if $(DRY),:$(CURDIR)/octo/gpu/image_site) $(PY)
+# Both folders are built under a temporary name and renamed when complete: make takes an existing folder as done, so
+# a build that fails half-way must not leave one. Nothing here needs the git metadata (CI's clone may have none).
+GPU_WHEELS = "hydra-core>=1.3,<1.4" "omegaconf>=2.3,<2.4" "antlr4-python3-runtime==4.9.3" tabulate
 .site: .whl
-	$(PY) -m pip install -q --no-index --no-deps --no-cache-dir --target .site .whl/*.whl
+	rm -rf .site.part && $(PY) -m pip install -q --no-index --no-deps --no-cache-dir --target .site.part .whl/*.whl && mv .site.part .site
 .whl:
-	../shared/gpu/wheels.sh .whl
+	rm -rf .whl.part && $(PY) -m pip wheel -q --no-deps -w .whl.part $(GPU_WHEELS) && mv .whl.part .whl
 
 gpu-plan:  ## the GPU queue: ordered pieces, estimates, done/pending from the committed runs.csv files
 	$(PY) -m octo.gpu plan --write

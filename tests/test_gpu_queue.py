@@ -142,3 +142,19 @@ def test_dry_run_of_the_gpu_commands_in_a_gpu_like_environment(tmp_path):
     assert "rows/octopus_a21b_resilience.csv" in names and not any(n.endswith(".ckpt") for n in names)
     with pytest.raises(LandError, match="dry run"):
         land(archive, tmp_path / "results")
+
+
+@pytest.mark.parametrize("pip_ok", [True, False])
+def test_wheels_for_the_gpu_image_build_without_git_metadata_and_never_half(tmp_path, pip_ok):
+    """CI's clone had no ``.git/info``: the wheel step must not touch git metadata. A failed build must leave no
+    ``.whl/`` either, because make takes an existing folder as built and would carry a half one to the GPU."""
+    (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
+    fake = tmp_path / "fake_python"  # stands in for `python -m pip wheel ... -w DIR`: writes one wheel into DIR
+    fake.write_text("#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -w ] && d=$2; shift; done\n"
+                    f"mkdir -p \"$d\" && touch \"$d/x-1.0-py3-none-any.whl\"\nexit {0 if pip_ok else 1}\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(["make", "-s", ".whl", f"PY={fake}"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
+    assert (proc.returncode == 0) is pip_ok, proc.stderr
+    assert (tmp_path / ".whl" / "x-1.0-py3-none-any.whl").exists() is pip_ok
+    assert not (tmp_path / ".git").exists()
