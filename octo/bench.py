@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,38 +22,38 @@ import torch
 from octo.algorithms.bp import BP
 from octo.algorithms.ff import FF
 from octo.nn.mlp import MLP
+from octo.training.module import LocalLearningModule
+from octo.training.schedules import Schedule, Simultaneous
 from octo.utils.errors import RunInterrupted
 from octo.utils.files import write_json_atomic
 from octo.utils.procs import Children
 from octo.utils.provenance import device_name, git_commit, versions
 
 
-def _step_fn(algorithm, optimizer):
-    """One manual-optimisation step exactly as LocalLearningModule does it in the joint layout."""
-    blocks = list(algorithm.blocks())
-
-    def step(x, y):
-        optimizer.zero_grad(set_to_none=True)
-        losses = algorithm.local_losses(x, y, "train", blocks)
-        torch.stack(list(losses.values())).sum().backward()
-        optimizer.step()
-
-    return step
+def training_module(algorithm, optimizer: Callable | None = None, schedule: Schedule | None = None
+                    ) -> tuple[LocalLearningModule, list]:
+    """The :class:`LocalLearningModule` that ``octo.train`` would build around ``algorithm`` (default: Adam
+    lr 1e-3, simultaneous schedule, joint layout) and its optimisers, to be stepped without a Trainer."""
+    module = LocalLearningModule(algorithm, schedule or Simultaneous(optimizer_layout="joint"),
+                                 optimizer or partial(torch.optim.Adam, lr=1e-3))
+    opts = module.configure_optimizers()  # no scheduler factory: the list of optimisers
+    return module, opts
 
 
 def images_per_second(algorithm, x, y, batch: int, steps: int, warmup: int = 3) -> float:
-    """Training images/s over ``steps`` batches (after ``warmup``), data already on the device."""
-    opt = torch.optim.Adam([{"params": m.parameters()} for m in algorithm.blocks().values()], lr=1e-3)
-    step = _step_fn(algorithm, opt)
+    """Training images/s over ``steps`` batches (after ``warmup``), data already on the device: each batch is
+    stepped by :meth:`LocalLearningModule.train_batch`, the stepping of a real training run."""
+    module, opts = training_module(algorithm)
+    phase = algorithm.phases[0]
     n = x.shape[0]
     idx = torch.randint(0, n - batch, (warmup + steps,)).tolist()
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     for i in idx[:warmup]:
-        step(x[i:i + batch], y[i:i + batch])
+        module.train_batch(x[i:i + batch], y[i:i + batch], phase, opts)
     sync()
     t0 = time.perf_counter()
     for i in idx[warmup:]:
-        step(x[i:i + batch], y[i:i + batch])
+        module.train_batch(x[i:i + batch], y[i:i + batch], phase, opts)
     sync()
     return steps * batch / (time.perf_counter() - t0)
 

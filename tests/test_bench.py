@@ -63,3 +63,123 @@ def test_records_hold_no_machine_path(tmp_path):
                    "--recipes", "no_such_recipe", "--recipe-epochs", "1"])
     text = next(tmp_path.glob("mlp_*_8.json")).read_text()
     assert record["recipes"][0]["run_dir"].startswith("octo_bench_") and "/tmp" not in text and str(tmp_path) not in text
+
+
+class _ThreeStepsPerBatch:
+    """Factory of a tiny PFF-like algorithm: three optimiser steps per batch (``local_loss_steps`` yields three loss
+    dicts), two blocks, an ``after_step`` counter; deterministic (no random negatives)."""
+
+    @staticmethod
+    def make():
+        import torch
+        from torch import nn
+
+        from octo.algorithms.base import LocalAlgorithm
+
+        class ThreeSteps(LocalAlgorithm):
+            def __init__(self):
+                super().__init__(num_classes=3)
+                self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+                self.after_steps = 0
+
+            def blocks(self):
+                return {"a": self.a, "b": self.b}
+
+            def local_losses(self, x, y, phase, active):
+                x = x.flatten(1)
+                h = torch.tanh(self.a(x))
+                out = self.b(h.detach())
+                losses = {"a": (h ** 2).mean() - h[:, 0].mean(),
+                          "b": nn.functional.cross_entropy(out, y)}
+                return {k: v for k, v in losses.items() if k in active}
+
+            def local_loss_steps(self, x, y, phase, active):
+                for _ in range(3):
+                    yield self.local_losses(x, y, phase, active)
+
+            def after_step(self, phase, active):
+                self.after_steps += 1
+
+            def predict(self, x):
+                return self.b(torch.tanh(self.a(x.flatten(1))))
+
+        torch.manual_seed(0)
+        return ThreeSteps()
+
+
+class _batches:
+    """A tiny in-memory train loader with the platform's batch format (x, y, pass_idx)."""
+
+    def __init__(self, n=3):
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.data = [(torch.randn(6, 1, 2, 2, generator=g), torch.randint(0, 3, (6,), generator=g), 0)
+                     for _ in range(n)]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+
+def _fit_with_trainer(algo, batches, optimizer):
+    import lightning as L
+
+    from octo.training.module import LocalLearningModule
+    from octo.training.schedules import Simultaneous
+
+    module = LocalLearningModule(algo, Simultaneous(optimizer_layout="joint"), optimizer)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, train_dataloaders=batches)
+    return module
+
+
+def test_bench_steps_as_many_times_as_the_training_module():
+    """The benchmark times the module's own stepping: an algorithm that steps three times per batch is stepped
+    three times per batch (a copy that called local_losses once per batch stepped once), after_step included."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from octo.bench import images_per_second
+
+    count = {"n": 0}
+
+    def hook(opt, args, kwargs):
+        count["n"] += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        algo = _ThreeStepsPerBatch.make()
+        x, y = torch.randn(40, 1, 2, 2), torch.randint(0, 3, (40,))
+        assert images_per_second(algo, x, y, batch=8, steps=2, warmup=1) > 0
+        bench_steps, bench_after = count["n"], algo.after_steps
+        count["n"] = 0
+        algo = _ThreeStepsPerBatch.make()
+        _fit_with_trainer(algo, _batches(3), lambda params: torch.optim.Adam(params, lr=1e-2))
+        module_steps, module_after = count["n"], algo.after_steps
+    finally:
+        handle.remove()
+    assert module_steps == 9 and module_after == 3  # 3 batches x 3 steps, joint layout
+    assert bench_steps == module_steps and bench_after == module_after  # 1 warm-up + 2 timed batches
+
+
+def test_bench_stepping_gives_the_weights_of_a_real_training_run():
+    """The bench's trainer-less stepping and ``trainer.fit`` give identical weights from the same start."""
+    from functools import partial
+
+    import torch
+
+    from octo.bench import training_module
+
+    opt = partial(torch.optim.Adam, lr=1e-2)
+    fitted = _fit_with_trainer(_ThreeStepsPerBatch.make(), _batches(), opt).algorithm
+    module, opts = training_module(_ThreeStepsPerBatch.make(), opt)
+    for x, y, _ in _batches():
+        module.train_batch(x, y, "train", opts)
+    start = _ThreeStepsPerBatch.make().state_dict()
+    for (name, a), (_, b) in zip(fitted.state_dict().items(), module.algorithm.state_dict().items()):
+        assert not torch.equal(a, start[name]), f"{name} did not learn"
+        assert torch.equal(a, b), name

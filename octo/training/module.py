@@ -120,13 +120,22 @@ class LocalLearningModule(L.LightningModule):
     # --- training --------------------------------------------------------------------------------------------
     def active_blocks(self, phase: str) -> list[str]:
         candidates = [b for b in self.algorithm.phase_blocks(phase) if b in self._opt_of]
-        return self.schedule.active(candidates, self.current_epoch, self.trainer.max_epochs)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else 1  # no trainer: octo.bench
+        return self.schedule.active(candidates, self.current_epoch, max_epochs)
 
     def training_step(self, batch, batch_idx: int) -> None:
         x, y, pass_idx = batch
         phase = self.algorithm.phases[pass_idx]
+        self._track(self.train_batch(x, y, phase, self._optimizers()), phase, x.shape[0])
+
+    def train_batch(self, x: Tensor, y: Tensor, phase: str, opts: list) -> dict[str, Tensor]:
+        """Every optimiser step of one batch (the schedule's active blocks, the optimiser layout, several steps
+        when the algorithm yields several loss dicts, clipping, ``after_step``); returns the losses to track.
+
+        Needs no Trainer (no logging, no counters): ``octo.bench`` times training with it, given the optimisers
+        of :meth:`configure_optimizers`; without a trainer, backward is plain ``loss.backward()``.
+        """
         active = self.active_blocks(phase)
-        opts = self._optimizers()
         tracked: dict[str, Tensor] = {}
         # usually one loss dict per batch; algorithms that update while iterating on a batch yield several
         # (every one is logged and checked for NaN; a block stepped twice logs its last loss)
@@ -134,9 +143,10 @@ class LocalLearningModule(L.LightningModule):
             self._step(losses, opts)
             tracked.update(losses)
         self.algorithm.after_step(phase, active)
-        self._track(tracked, phase, x.shape[0])
+        return tracked
 
     def _step(self, losses: dict[str, Tensor], opts: list) -> None:
+        backward = self.manual_backward if self._trainer is not None else Tensor.backward
         if self.schedule.optimizer_layout == "joint":
             # one backward of the sum: each parameter gets gradient from its own block's loss only (detached
             # block inputs), so this equals stepping the blocks one by one. Blocks without loss keep grad=None
@@ -144,14 +154,14 @@ class LocalLearningModule(L.LightningModule):
             opt = opts[0]
             opt.zero_grad(set_to_none=True)
             if losses:
-                self.manual_backward(torch.stack(list(losses.values())).sum())
+                backward(torch.stack(list(losses.values())).sum())
                 self._clip(opt)
                 opt.step()
         else:
             for name, loss in losses.items():
                 opt = opts[self._opt_of[name]]
                 opt.zero_grad(set_to_none=True)
-                self.manual_backward(loss)
+                backward(loss)
                 self._clip(opt)
                 opt.step()
 
