@@ -72,9 +72,10 @@ def pin_gpu() -> None:
 
 
 def _instantiate(node: DictConfig, what: str, **kwargs):
-    """instantiate, turning Hydra's wrapped errors into one ConfigError line naming the config group."""
+    """instantiate with ``_convert_="all"`` (constructors get plain lists and dicts, never ListConfig / DictConfig),
+    turning Hydra's wrapped errors into one ConfigError line naming the config group."""
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, OctoError):

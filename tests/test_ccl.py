@@ -220,9 +220,9 @@ def test_stl10_experiments_load_stl10(compose_cfg, tmp_path):
         cfg = compose_cfg([f"experiments={name}"])
         OmegaConf.update(cfg, "dataset.root", str(tmp_path / "empty"), merge=False)
         with pytest.raises(DataError, match="stl10_binary"):
-            instantiate(cfg.dataset).setup("fit")
+            instantiate(cfg.dataset, _convert_="all").setup("fit")
         OmegaConf.update(cfg, "dataset.root", str(tmp_path / "data"), merge=False)
-        dm = instantiate(cfg.dataset)
+        dm = instantiate(cfg.dataset, _convert_="all")
         dm.setup("fit")
         size = 96 if "_ae_" in name else 32
         assert tuple(dm.splits["train"][0].shape) == (20, 3, size, size), name

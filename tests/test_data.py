@@ -491,7 +491,7 @@ def test_dataset_configs_instantiate(name, tmp_path):
     paths = {"data_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
     cfg = OmegaConf.create({"seed": 7, "paths": paths,
                             "dataset": OmegaConf.load(REPO / "conf" / "dataset" / f"{name}.yaml")})
-    dm = instantiate(cfg.dataset)
+    dm = instantiate(cfg.dataset, _convert_="all")  # as octo.train builds it
     assert isinstance(dm, DeviceDataModule) and dm.name == name and dm.root == str(tmp_path)
     assert dm.shuffle_seed == 7  # the run seed drives the training order
     assert len(dm.mean) == len(dm.std) == dm.input_shape[0]

@@ -13,7 +13,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from octo.data.loader import DeviceLoader
@@ -21,13 +20,6 @@ from octo.data.sources import DATASETS, load_split, resolve_source
 from octo.utils.errors import ConfigError, check_choice
 
 log = logging.getLogger(__name__)
-
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfig / ListConfig; turn them into dicts and lists."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_full: bool = False) -> None:
@@ -64,8 +56,7 @@ class DeviceDataModule(L.LightningDataModule):
                  synthetic: Mapping | None = None, shuffle_seed: int = 0, resize: int | None = None) -> None:
         super().__init__()
         check_choice("dataset.name", name, DATASETS)
-        mean, std, input_shape = _plain(mean), _plain(std), _plain(input_shape)
-        augment, synthetic = dict(_plain(augment) or {}), _plain(synthetic)
+        augment = dict(augment or {})
         _check_int("batch_size", batch_size, 1, allow_full=True)
         _check_int("eval_batch_size", eval_batch_size, 1, allow_full=True)
         # 0 = no validation split: every training image is trained on and nothing is selected (the faithful

@@ -20,7 +20,8 @@ CG_KERNELS = (3, 5, 7, 9)
 
 
 def plain(value: Any) -> Any:
-    """Hydra hands over DictConfig / ListConfig; turn them into dicts and lists."""
+    """DictConfig / ListConfig -> dicts and lists. Deprecated: octo.train instantiates with ``_convert_="all"``, so
+    constructors already get plain values; kept only until octo.algorithms.octopus stops importing it."""
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
@@ -28,7 +29,7 @@ def plain(value: Any) -> Any:
 
 def merged(name: str, defaults: Mapping, given: Mapping | None) -> dict:
     """``defaults`` updated by ``given``; unknown keys are a ConfigError naming the valid ones."""
-    given = dict(plain(given) or {})
+    given = dict(given or {})
     unknown = set(given) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown {name} keys {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
@@ -67,7 +68,6 @@ def default_scales(base: int, n: int) -> list[int]:
 
 
 def _int_list(name: str, values, n: int, minimum: int = 1) -> list[int]:
-    values = plain(values)
     if not isinstance(values, (list, tuple)) or len(values) != n:
         raise ConfigError(f"{name}={values!r} must list one value per arm ({n} arms); or null for the defaults")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):

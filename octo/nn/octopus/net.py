@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from octo.encodings.fourier import downsample
 from octo.nn.octopus.cg_arm import CGArm
 from octo.nn.octopus.cnn_arm import CNNArm
-from octo.nn.octopus.common import clamp_kernel, merged, plain, resolve_kernels, resolve_scales
+from octo.nn.octopus.common import clamp_kernel, merged, resolve_kernels, resolve_scales
 from octo.nn.octopus.coordinator import Coordinator
 from octo.nn.octopus.nerve_ring import NerveRing
 from octo.nn.octopus.seq_arms import LSTMArm, TransformerArm
@@ -52,21 +52,20 @@ class OctopusNet(nn.Module):
                  cg: Mapping | None = None, transformer: Mapping | None = None, lstm: Mapping | None = None,
                  nerve_ring: Mapping | None = None, coordinator: Mapping | None = None) -> None:
         super().__init__()
-        input_shape = [int(s) for s in plain(input_shape)]
+        input_shape = [int(s) for s in input_shape]
         if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
             raise ConfigError(f"OctopusNet needs square images [C, H, H]; got input_shape={input_shape}")
         if not isinstance(num_arms, int) or num_arms < 1:
             raise ConfigError(f"model.num_arms={num_arms!r} must be an int >= 1")
         if not isinstance(bottleneck, int) or bottleneck < 1:
             raise ConfigError(f"model.bottleneck={bottleneck!r} must be an int >= 1")
-        channels = plain(channels)
         if not channels or not all(isinstance(c, int) and c >= 1 for c in channels):
             raise ConfigError(f"model.channels={channels!r} must be a non-empty list of positive ints")
         if arm_types is None:
             check_choice("model.arm", arm, ARM_TYPES)
             types = [arm] * num_arms
         else:
-            types = list(plain(arm_types))
+            types = list(arm_types)
             if len(types) != num_arms:
                 raise ConfigError(f"model.arm_types={types} must list one type per arm (model.num_arms={num_arms})")
             for t in types:
