@@ -31,6 +31,7 @@ from octo.training.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from octo.training.interrupt import StopOnSignal
 from octo.training.loggers import build_loggers, finish_wandb, log_summary
 from octo.training.module import LocalLearningModule
+from octo.training.optim import split_optimizer_node
 from octo.training.test_curve import TestCurve
 from octo.training.validate import (
     check_cli_overrides,
@@ -71,6 +72,14 @@ def pin_gpu() -> None:
     os.environ["OCTO_PINNED"] = "1"
 
 
+def algorithm_record(cfg: DictConfig, algorithm) -> dict:
+    """metrics.json's ``algorithm``: its class name, its resolved config (the switches, written once, in YAML) and
+    the derived facts its ``describe()`` adds."""
+    switches = OmegaConf.to_container(cfg.algorithm, resolve=True)
+    switches = {k: v for k, v in switches.items() if not (k.startswith("_") and k.endswith("_"))}
+    return {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **switches, **algorithm.describe()}
+
+
 def _instantiate(node: DictConfig, what: str, **kwargs):
     """instantiate with ``_convert_="all"`` (constructors get plain lists and dicts, never ListConfig / DictConfig),
     turning Hydra's wrapped errors into one ConfigError line naming the config group."""
@@ -102,10 +111,13 @@ def build(cfg: DictConfig):
     model = _instantiate(cfg.model, "model")
     algorithm = _instantiate(cfg.algorithm, "algorithm", model=model, num_classes=cfg.dataset.num_classes)
     schedule = _instantiate(cfg.schedule, "schedule")
-    optimizer = _instantiate(cfg.optimizer, "optimizer")
+    # octo's keys (clipping, per-block values) never reach torch
+    torch_args, optim_settings = split_optimizer_node(OmegaConf.to_container(cfg.optimizer, resolve=True))
+    optimizer = _instantiate(OmegaConf.create(torch_args), "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
     divergence = cfg.get("divergence")
-    module = LocalLearningModule(algorithm, schedule, optimizer, scheduler, grad_clip=cfg.grad_clip,
+    module = LocalLearningModule(algorithm, schedule, optimizer, scheduler,
+                                 optim_settings=optim_settings,
                                  finite_check_every=cfg.finite_check_every,
                                  divergence=OmegaConf.to_container(divergence) if divergence else None)
     validate_optimization(module, cfg)
@@ -221,7 +233,7 @@ def _train_and_test(cfg: DictConfig, out: Path, metrics_path: Path, stop: StopOn
                              if cfg.get("faithful_eval") else f"validation {key} ({mode})"),
                "versions": versions(trainer.strategy.root_device),
                "resumed_from": str(resume) if resume.exists() else None,
-               "algorithm": {"name": cfg.algorithm._target_.rsplit(".", 1)[-1], **module.algorithm.describe()},
+               "algorithm": algorithm_record(cfg, module.algorithm),
                "dataset": cfg.dataset.name, "sweep_name": cfg.sweep_name}
     interrupted: RunInterrupted | None = None
     try:

@@ -55,12 +55,12 @@ def test_the_contract_test_asks_for_a_row(compose_cfg, toy, tmp_path):
 
 
 def test_the_worked_example_fulfils_the_contract(compose_cfg, toy, tmp_path):
-    from test_contract import batch_for, build_module, check_contract
+    from test_contract import batch_for, build_module, check_contract, switches
 
     cfg, module = build_module(compose_cfg, [toy["searchpath"], "algorithm=local_classifiers", *toy["row"]])
     assert type(module.algorithm).__name__ == "LocalClassifiers"
     assert list(module.algorithm.blocks()) == ["layer0", "layer1", "layer2"]
-    check_contract(module, *batch_for(cfg), toy["out"])
+    check_contract(module, *batch_for(cfg), toy["out"], switches(cfg))
 
 
 def test_the_contract_check_catches_a_broken_example(compose_cfg, toy, tmp_path):

@@ -4,7 +4,6 @@ experiment runs end to end in tests/test_experiments.py."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from octo.algorithms.ccl import (CCL, CCLSGD, BPMatched, ae_pair_loss, confidence_mask,
-                                 cosine_similarity_loss, dot_similarity_loss, paired_difference_loss,
-                                 process_gradients)
+from octo.algorithms.ccl import (CCL, BPMatched, ae_pair_loss, confidence_mask, cosine_similarity_loss,
+                                 dot_similarity_loss, paired_difference_loss)
 from octo.evaluation.locality import gradient_leaks
 from octo.nn.ccl_nets import CCLConvAE, CCLConvNet, CCLMLP
 from octo.utils.errors import ConfigError
@@ -57,22 +55,6 @@ def test_confidence_filter_drops_samples_above_the_threshold():
     # softmax([5, 0, 0])_0 = e^5 / (e^5 + 2) = 0.9867 > 0.9 -> dropped; the same row with label 1 is kept
     logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [2.0, 0.0, 0.0]])  # last: p_0 = 0.787
     assert confidence_mask(logits, torch.tensor([0, 1, 0])).flatten().tolist() == [0.0, 1.0, 1.0]
-
-
-def test_gradient_centralisation_then_clipping_per_set():
-    w = torch.nn.Parameter(torch.zeros(2, 2))
-    w.grad = torch.tensor([[1.0, 3.0], [2.0, 6.0]])  # row means 2, 4 -> [[-1, 1], [-2, 2]], norm sqrt(10)
-    bias = torch.nn.Parameter(torch.zeros(2))
-    bias.grad = torch.tensor([3.0, 5.0])  # 1-D: never centralised
-    v = torch.nn.Parameter(torch.zeros(2))
-    v.grad = torch.tensor([0.3, 0.4])  # norm 0.5 < 1: own set, untouched
-    groups = [{"params": [w, bias], "grad_centralize": True, "clip_set": "forward", "clip_norm": 1.0},
-              {"params": [v], "grad_centralize": True, "clip_set": "feedback", "clip_norm": 1.0}]
-    process_gradients(groups)
-    total = math.sqrt(10 + 9 + 25)  # forward set: centralised w and the bias, clipped together to norm 1
-    assert torch.allclose(w.grad, torch.tensor([[-1.0, 1.0], [-2.0, 2.0]]) / total, atol=1e-5)
-    assert torch.allclose(bias.grad, torch.tensor([3.0, 5.0]) / total, atol=1e-5)
-    assert torch.allclose(v.grad, torch.tensor([0.3, 0.4]))
 
 
 def test_warmup_uses_the_in_epoch_batch_index():
@@ -179,15 +161,6 @@ def test_invalid_settings_fail_with_the_choices():
         CCL(CCLConvNet([1, 28, 28], 10), 10)
     with pytest.raises(ConfigError, match="divisible"):
         CCLConvAE([3, 20, 20])
-
-
-def test_clipping_without_the_ccl_optimiser_is_refused():
-    algo = CCL(CCLMLP([1, 2, 2], 2, hidden=[3]), 2, grad_clip_f=1.0)
-    with pytest.raises(ConfigError, match="CCLSGD"):
-        algo.after_step("train", [])
-    algo = CCL(CCLMLP([1, 2, 2], 2, hidden=[3]), 2, grad_clip_f=1.0)
-    CCLSGD(algo.parameters())
-    algo.after_step("train", [])  # fine once a CCLSGD steps its parameters
 
 
 def test_autoencoder_evaluates_reconstruction_and_saves_an_image(tmp_path):

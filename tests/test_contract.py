@@ -9,7 +9,9 @@ For each config, on a tiny compatible network and generated data:
 5. one training batch per phase, stepped by the real ``LocalLearningModule`` under a Lightning ``Trainer``,
    changes the parameters of that phase's blocks and of no other block (nor parameters that are in no block);
 6. ``describe()`` (and ``final_evaluation``, when there is one) is JSON-serialisable; ``save_images``, when the
-   algorithm has it, writes its file.
+   algorithm has it, writes its file;
+7. ``describe()`` holds derived facts only: it repeats no switch of the algorithm's config (the run records the
+   resolved config itself), except a ``null`` the algorithm resolves (PFF's ``eval_steps``).
 
 A new ``conf/algorithm/<name>.yaml`` fails here until it has a row in :data:`SETUPS` (which model, data and
 small sizes it needs). Switches that change an algorithm's blocks, phases or stepping are checked as well
@@ -34,7 +36,9 @@ ALGORITHM_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "algorithm").glob("*
 
 # Tiny sizes shared by several rows.
 MLP = ["model=mlp", "model.hidden=[8,6,6]"]
-CCL_SGD = ["optimizer=sgd", "optimizer._target_=octo.algorithms.ccl.CCLSGD"]  # gradient processing of CCL
+# CCL's published optimiser: SGD, gradient centralisation, one clip over all forward and one over all feedback modules
+CCL_SGD = ["optimizer=sgd", "optimizer.grad_centralize=true", "+optimizer.blocks.forward={clip_norm:1.0,clip_group:f}",
+           "+optimizer.blocks.feedback={clip_norm:1.0,clip_group:b}"]
 OCTOPUS_SIZES = ["dataset=synthetic_rgb", "model.channels=[4,8,8]", "model.bottleneck=8", "model.coordinator.hidden=8",
                  "model.cg.channels_per_group=2"]
 OCTOPUS = ["model=octopus", *OCTOPUS_SIZES]
@@ -65,7 +69,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recurrent_ff-per_batch": ("recurrent_ff", [*SETUPS["recurrent_ff"], "algorithm.updates=per_batch"]),
     "pff-settle_then_update": ("pff", [*SETUPS["pff"], "algorithm.update_every_step=false"]),
     "ccl-paired_difference-clip_per_block": ("ccl", [*SETUPS["ccl"], "algorithm.ccl_loss=paired_difference",
-                                                     "algorithm.clip_scope=block"]),
+                                                     "optimizer.blocks={}", "optimizer.clip_norm=1.0"]),
     "octopus-corrected": ("octopus", [*OCTOPUS, "algorithm.train_bottleneck=true", "algorithm.train_nerve_ring=true",
                                       "algorithm.feedback_mode=paper_modulation",
                                       "algorithm.adaptive_threshold_respected=true"]),
@@ -139,8 +143,9 @@ def check_step_changes_only_active_blocks(module, x, y) -> None:
         assert moved >= active, f"phase {phase!r}: active blocks did not change: {sorted(active - moved)}"
 
 
-def check_contract(module, x, y, tmp_path: Path) -> None:
-    """All of the module docstring's checks on a built ``LocalLearningModule`` and one batch ``(x, y)``."""
+def check_contract(module, x, y, tmp_path: Path, switches: dict | None = None) -> None:
+    """All of the module docstring's checks on a built ``LocalLearningModule`` and one batch ``(x, y)``;
+    ``switches``: the algorithm's resolved config, when it was built from one."""
     algorithm = module.algorithm
     block_owner(algorithm)
     assert algorithm.phases and all(isinstance(p, str) for p in algorithm.phases)
@@ -166,7 +171,11 @@ def check_contract(module, x, y, tmp_path: Path) -> None:
     algorithm.train()
     check_step_changes_only_active_blocks(module, x, y)
 
-    json.dumps(algorithm.describe(), allow_nan=False)
+    derived = algorithm.describe()
+    json.dumps(derived, allow_nan=False)
+    repeated = sorted(k for k in set(derived) & set(switches or {}) if switches[k] is not None)
+    assert not repeated, f"describe() repeats config switches {repeated}: the run records its config; keep only " \
+                         "derived facts there"
     algorithm.eval()
     with torch.no_grad():
         json.dumps(algorithm.final_evaluation([(x, y)]), allow_nan=False)
@@ -179,6 +188,12 @@ def batch_for(cfg, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(BATCH, *cfg.dataset.input_shape, generator=g)
     return x, torch.arange(BATCH) % cfg.dataset.num_classes
+
+
+def switches(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg.algorithm, resolve=True)
 
 
 def build_module(compose_cfg, overrides):
@@ -203,14 +218,14 @@ def test_algorithm_contract(compose_cfg, tmp_path, name):
                     f'"{name}": ["model=<the model config it needs>", <small sizes>, ...] (see the other rows '
                     "and docs/adding_an_algorithm.md)")
     cfg, module = build_module(compose_cfg, [f"algorithm={name}", *SETUPS[name]])
-    check_contract(module, *batch_for(cfg), tmp_path)
+    check_contract(module, *batch_for(cfg), tmp_path, switches(cfg))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_switch_variant_contract(compose_cfg, tmp_path, variant):
     name, overrides = VARIANTS[variant]
     cfg, module = build_module(compose_cfg, [f"algorithm={name}", *overrides])
-    check_contract(module, *batch_for(cfg), tmp_path)
+    check_contract(module, *batch_for(cfg), tmp_path, switches(cfg))
 
 
 def test_the_contract_catches_a_planted_locality_leak(compose_cfg, tmp_path):

@@ -23,8 +23,8 @@ def test_configs_compose_to_the_extension_recipe(compose_cfg, name, hidden):
     assert cfg.dataset.name == "mnist" and cfg.dataset.batch_size == -1 and cfg.dataset.val_size == 10000
     assert list(cfg.model.hidden) == hidden
     a = cfg.algorithm
-    assert (a.threshold, a.goodness, a.neg_label, a.predict_skip_first, a.lr) == (2.0, "mean", "uniform_once",
-                                                                                 False, 0.03)
+    assert (a.threshold, a.goodness, a.neg_label, a.predict_skip_first) == (2.0, "mean", "uniform_once", False)
+    assert cfg.optimizer.lr == 0.03
     assert a.label_value is None  # the batch max, as the reference
     assert cfg.schedule._target_.endswith(".Greedy") and cfg.optimizer._target_ == "torch.optim.Adam"
     assert cfg.trainer.max_epochs == 2000  # 1000 full-batch steps per layer

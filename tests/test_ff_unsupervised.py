@@ -140,8 +140,7 @@ def test_latent_shape_uses_the_chosen_layers_widths():
 
 
 @pytest.mark.parametrize("kwargs", [{"mask": "once"}, {"readout_norm": "l2"}, {"goodness": "max"},
-                                    {"readout_layers": [4]}, {"readout_layers": []}, {"blur_iterations": -1},
-                                    {"readout_lr": 0}])
+                                    {"readout_layers": [4]}, {"readout_layers": []}, {"blur_iterations": -1}])
 def test_bad_settings_fail_fast(kwargs):
     with pytest.raises(ConfigError):
         FFUnsupervised(MLP([1, 6, 6], [12, 10, 8, 6]), num_classes=4, **kwargs)
@@ -151,4 +150,4 @@ def test_single_fixed_mask_is_saved_with_the_model():
     algo = FFUnsupervised(MLP([1, 6, 6], [4, 4]), num_classes=4, mask="single_fixed")
     assert algo.fixed_mask.shape == (1, 1, 6, 6)
     assert "fixed_mask" in algo.state_dict()
-    assert algo.describe()["mask"] == "single_fixed"
+    assert algo.mask_mode == "single_fixed"

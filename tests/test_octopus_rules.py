@@ -191,8 +191,6 @@ def test_bad_settings_fail_fast():
         algo(feedback_mode="paper")
     with pytest.raises(ConfigError, match="label_encoding"):
         algo(label_encoding="binary")
-    with pytest.raises(ConfigError, match="block_optim"):
-        algo(block_optim={"nerve_ring": {"lr": 1.0}})
     with pytest.raises(ConfigError, match="nerve_ring"):
         algo(dict(nerve_ring={"enabled": False}), train_nerve_ring=True)
 

@@ -68,8 +68,7 @@ def test_decoder_is_its_own_block_trained_in_the_ff_pass():
     assert a.phase_blocks("coordinator") == ["coordinator"]
     # one decoder per arm, each at its arm's resolution
     assert {k: d.size for k, d in a.decoders.items()} == {"0": 8, "1": 4, "2": 4, "3": 4}
-    desc = a.describe()
-    assert desc["sleep_phase"] is True and desc["sleep_negatives"] == "add"
+    assert "sleep_decoder" in a.describe() and "sleep_decoder" not in algo().describe()
     b = algo(sleep_phase=True, passes=1)
     assert "decoder" in b.phase_blocks("joint")
 
@@ -180,7 +179,7 @@ def test_cg_arms_cannot_sleep():
 def test_smoke_run_logs_the_decoder_loss(compose_cfg, tmp_path):
     cfg = compose_cfg(["experiments=octopus_ff_standard", "+scale=smoke_octopus", "trainer=debug",
                        "algorithm.eval_arm_metrics=false", "algorithm.sleep_phase=true",
-                       "algorithm.sleep_dreams=16", "+algorithm.block_optim.decoder.lr=0.003"])
+                       "algorithm.sleep_dreams=16", "+optimizer.blocks.decoder.lr=0.003"])
     assert cfg.algorithm.sleep_pixel_std == cfg.dataset.std
     metrics = octo.train.run(cfg)
     assert metrics["status"] == "ok", metrics["failure"]

@@ -88,7 +88,7 @@ def test_job_killed_mid_training_resumes_where_it_stopped(compose_cfg, tmp_path,
 
 
 def test_diverging_run_is_recorded_as_failed(compose_cfg, tmp_path):
-    cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "algorithm.lr=1e30", "finite_check_every=1"])
+    cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "optimizer.lr=1e30", "finite_check_every=1"])
     with pytest.raises(DivergenceError, match="non-finite"):
         run(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

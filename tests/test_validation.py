@@ -3,6 +3,7 @@ diverged; provenance, progress bar, Lightning's per-epoch message and partial ev
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,24 +70,37 @@ def test_optimiser_and_scheduler_values_are_refused_at_build(compose_cfg, overri
 
 
 def test_per_block_optimiser_values_are_refused_at_build(compose_cfg):
-    # CCL puts algorithm.momentum_f / lr_b ... into each block's parameter group (optim_overrides)
-    ccl = ["experiments=ccl_mlp_fmnist", "model.hidden=[8,8]", "algorithm.momentum_f=-1"]
-    _refused(compose_cfg, ccl, r"algorithm\.momentum_f=-1(\.0)? must be a number in \[0, 1\) "
-                               r"\(the momentum of block '\w+_fwd'\)")
-    # OctopusNet's algorithm.block_optim: any per-block optimiser value
+    # every per-block value is checked under its own key, before anything is built
+    ccl = ["experiments=ccl_mlp_fmnist", "model.hidden=[8,8]", "+optimizer.blocks.forward.momentum=-1"]
+    _refused(compose_cfg, ccl, r"optimizer\.blocks\.forward\.momentum=-1(\.0)? must be a number in \[0, 1\)")
     octopus = ["experiments=octopus_ff_standard", "dataset=synthetic_rgb", "model.channels=[4,4,4]",
-               "model.bottleneck=8", "model.coordinator.hidden=8", "+algorithm.block_optim.coordinator={lr:-0.001}"]
-    _refused(compose_cfg, octopus, r"algorithm\.block_optim\.coordinator\.lr=-0\.001 must be a number > 0 "
-                                   r"\(the lr of block 'coordinator'\)")
+               "model.bottleneck=8", "model.coordinator.hidden=8", "+optimizer.blocks.coordinator.lr=-0.001"]
+    _refused(compose_cfg, octopus, r"optimizer\.blocks\.coordinator\.lr=-0\.001 must be a number > 0")
+    _refused(compose_cfg, ["+optimizer.blocks.layer0.clip_norm=0"],
+             r"optimizer\.blocks\.layer0\.clip_norm=0 must be null or a number > 0")
 
 
-def test_ccl_clipping_without_its_optimiser_fails_at_build_not_at_the_first_step(compose_cfg):
-    # today CCL notices only after its first step that Adam ignores gradient clipping / centralisation
-    _refused(compose_cfg, ["algorithm=ccl", "model=ccl_mlp", "model.hidden=[8]"], r"CCLSGD")
-    # with the CCL optimiser, or with clipping off, the same network builds
-    cfg = compose_cfg(["dataset=synthetic", "logger=none", "algorithm=ccl", "model=ccl_mlp", "model.hidden=[8]",
-                       "algorithm.grad_clip_f=0", "algorithm.grad_clip_b=0"])
-    build(cfg)
+def test_per_block_names_and_keys_are_checked_at_build(compose_cfg):
+    # a block or group the algorithm does not have, and a key the optimiser does not have (torch would keep it
+    # in the parameter group and ignore it)
+    _refused(compose_cfg, ["+optimizer.blocks.layer9.lr=0.1"],
+             r"optimizer\.blocks names 'layer9', which is neither a block nor a block group .* blocks: layer0")
+    _refused(compose_cfg, ["+optimizer.blocks.layer0.lrr=0.1"],
+             r"optimizer\.blocks\.layer0\.lrr: torch\.optim\.Adam has no setting 'lrr' \(its settings: .*lr")
+    # a clip group spanning blocks needs one optimiser for them
+    _refused(compose_cfg, ["schedule.optimizer_layout=per_block", "+optimizer.blocks.layer0={clip_norm:1,clip_group:a}",
+                           "+optimizer.blocks.layer1={clip_norm:1,clip_group:a}"],
+             r"clip_group 'a' clips blocks layer0, layer1 together.*optimizer_layout=joint")
+
+
+def test_moved_settings_name_their_new_key(tmp_path):
+    from octo.training.validate import check_cli_overrides
+
+    for old, new in [("algorithm.lr=0.1", "optimizer.lr"), ("grad_clip=1", "optimizer.clip_norm"),
+                     ("+algorithm.block_optim.coordinator.lr=1", "optimizer.blocks"),
+                     ("algorithm.grad_clip_f=0", "optimizer.blocks.forward.clip_norm")]:
+        with pytest.raises(ConfigError, match=rf"has moved: set {re.escape(new)}"):
+            check_cli_overrides([old], REPO / "conf", REPO)
 
 
 def test_a_torch_optimiser_error_becomes_one_config_line(compose_cfg):
@@ -107,7 +121,7 @@ def test_topk_larger_than_the_number_of_arms_is_refused():
 # --- 1d: non-finite values anywhere ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("override, key", [("algorithm.threshold=nan", "algorithm.threshold"),
                                            ("dataset.synthetic.noise=inf", "dataset.synthetic.noise"),
-                                           ("algorithm.lr=-inf", "algorithm.lr"),
+                                           ("optimizer.lr=-inf", "optimizer.lr"),
                                            ("+model.extra=[1.0,nan]", r"model.extra\[1\]")])
 def test_non_finite_config_values_are_refused(compose_cfg, override, key):
     _refused(compose_cfg, [override], rf"{key}=(-?inf|nan) is not a finite number")
@@ -159,13 +173,13 @@ def test_model_coordinator_is_not_the_schedule_group():
     # OctopusNet's coordinator block (model.coordinator) and the per-block settings that name it keep their names
     from octo.training.validate import check_cli_overrides
 
-    check_cli_overrides(["model=octopus", "model.coordinator.hidden=8", "+algorithm.block_optim.coordinator={lr:1}",
+    check_cli_overrides(["model=octopus", "model.coordinator.hidden=8", "+optimizer.blocks.coordinator.lr=1",
                          "schedule=greedy", "schedule.optimizer_layout=per_block"], REPO / "conf", REPO)
 
 
 # --- 2: divergence without NaN ---------------------------------------------------------------------------------------
 def test_exploding_run_is_recorded_as_diverged(compose_cfg, tmp_path):
-    cfg = compose_cfg([*FAST, "algorithm.lr=1e6"])
+    cfg = compose_cfg([*FAST, "optimizer.lr=1e6"])
     with pytest.raises(DivergenceError, match="exploded") as err:
         run(cfg)
     assert err.value.status == "diverged" and err.value.exit_code == 4
@@ -176,7 +190,7 @@ def test_exploding_run_is_recorded_as_diverged(compose_cfg, tmp_path):
 
 def test_run_that_ends_at_chance_after_its_loss_grew_is_diverged(compose_cfg, tmp_path):
     # the in-training rule switched off: the end-of-run rule (final accuracy at chance, loss grew) catches it
-    cfg = compose_cfg([*FAST, "algorithm.lr=1e6", "divergence.loss_ratio=1e30"])
+    cfg = compose_cfg([*FAST, "optimizer.lr=1e6", "divergence.loss_ratio=1e30"])
     with pytest.raises(DivergenceError, match="chance"):
         run(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -184,20 +198,20 @@ def test_run_that_ends_at_chance_after_its_loss_grew_is_diverged(compose_cfg, tm
 
 
 def test_non_finite_loss_is_still_failed_and_divergence_can_be_switched_off(compose_cfg, tmp_path):
-    cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "algorithm.lr=1e30", "finite_check_every=1"])
+    cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "optimizer.lr=1e30", "finite_check_every=1"])
     with pytest.raises(DivergenceError, match="non-finite") as err:
         run(cfg)
     assert err.value.status == "failed"
-    off = run(compose_cfg([*FAST, "trainer.max_epochs=2", "algorithm.lr=1e6", "divergence.enabled=false"],
+    off = run(compose_cfg([*FAST, "trainer.max_epochs=2", "optimizer.lr=1e6", "divergence.enabled=false"],
                           out=tmp_path / "off"))
     assert off["status"] == "ok"
 
 
 def test_diverged_job_does_not_stop_a_sweep_and_a_single_run_exits_4(tmp_path):
-    single = _octo(*FAST, "trainer.max_epochs=2", "algorithm.lr=1e6", f"paths.runs_dir={tmp_path}/single")
+    single = _octo(*FAST, "trainer.max_epochs=2", "optimizer.lr=1e6", f"paths.runs_dir={tmp_path}/single")
     assert single.returncode == 4
     assert single.stderr.strip().splitlines()[-1].startswith("octo: error: the loss of block")
-    proc = _octo("-m", *FAST, "trainer.max_epochs=2", "algorithm.lr=1e6,0.03", "sweep_name=div",
+    proc = _octo("-m", *FAST, "trainer.max_epochs=2", "optimizer.lr=1e6,0.03", "sweep_name=div",
                  f"paths.runs_dir={tmp_path}/runs")
     # the sweep ran both jobs (it ends non-zero, naming the job that did not finish ok)
     status = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "runs" / "div").glob("*/metrics.json"))

@@ -44,8 +44,10 @@ class LocalAlgorithm(nn.Module, ABC):
         """Blocks that may step during ``phase`` (the schedule, ``schedule=``, narrows this further)."""
         return list(self.blocks())
 
-    def optim_overrides(self) -> dict[str, dict]:
-        """Per-block optimiser settings (e.g. ``{"coordinator": {"lr": 1e-3}}``) merged over the global ones."""
+    def block_groups(self) -> dict[str, list[str]]:
+        """Named sets of blocks that the optimiser config may address as one (``optimizer.blocks.<group>``, e.g.
+        CCL's ``forward`` / ``feedback``). Optimiser values themselves never live in the algorithm: they are the
+        ``optimizer`` node's (:mod:`octo.training.optim`)."""
         return {}
 
     # --- how it learns ---------------------------------------------------------------------------------------
@@ -93,7 +95,9 @@ class LocalAlgorithm(nn.Module, ABC):
         return {}
 
     def describe(self) -> dict:
-        """Switches and settings worth recording in ``metrics.json`` (e.g. faithful vs corrected behaviour)."""
+        """Derived facts worth recording in ``metrics.json`` next to the run's switches (the resolved algorithm
+        config, recorded by ``octo.train``): a resolved ``null``, a network size, which evaluation path runs. Never
+        a switch again (``tests/test_contract.py`` checks)."""
         return {}
 
     @torch.no_grad()

@@ -11,8 +11,10 @@ gradient of L with respect to its own module, so the summed update equals the pu
 and ``gradient_leaks`` can check every parameter.
 
 What the published training loop does between backward and step (gradient centralisation; separate total-norm
-clipping of all forward and all feedback parameters) lives in :class:`CCLSGD`, which the ``ccl_*`` and
-``bp_ccl_*`` experiments select as the optimiser (see :func:`process_gradients`).
+clipping of all forward and all feedback parameters) is optimiser configuration, applied by the training module for
+any algorithm (:mod:`octo.training.optim`): the ``ccl_*`` recipes write it as ``optimizer.grad_centralize`` and
+``optimizer.blocks.forward`` / ``feedback`` with ``clip_group``. The block groups ``forward`` and ``feedback`` are
+the ones those settings address.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from torch import Tensor, nn
 from octo.algorithms.base import LocalAlgorithm
 from octo.data.augment import crop_flip
 from octo.nn.ccl_nets import DualNet
-from octo.utils.errors import ConfigError, check_choice
+from octo.utils.errors import ConfigError, check_choice, check_int
 
 CCL_LOSSES = ("similarity_matrix", "paired_difference")
 SIMILARITIES = ("dot", "cosine")
 INPUT_TRANSFORMS = ("none", "mnist_as_coded", "mnist_consistent")
 INPUT_NORMALIZATIONS = ("dataset", "none")
-CLIP_SCOPES = ("network", "block")
 SELECT_ON = ("ce", "acc")
 
 # --- local rules (pure functions; golden-value tested) ------------------------------------------------------
@@ -93,66 +94,13 @@ def confidence_mask(logits: Tensor, y: Tensor, threshold: float = 0.9) -> Tensor
     return (p_true <= threshold).to(logits.dtype)
 
 
-# --- the published between-backward-and-step processing -----------------------------------------------------
-
-#: attribute CCLSGD sets on the parameters it steps: tells an algorithm that its gradient processing happens
-_PROCESSED = "_octo_ccl_sgd"
-
-
-@torch.no_grad()
-def process_gradients(param_groups: Sequence[dict]) -> None:
-    """Gradient centralisation (groups with ``grad_centralize``: every >= 2-D gradient minus its mean over all
-    dims but the first), then total-norm clipping per clip set (groups sharing ``clip_set`` are clipped
-    together to their ``clip_norm``; 0 = off), in this order, as the published scripts do."""
-    sets: dict[tuple, list[Tensor]] = {}
-    for g in param_groups:
-        params = [p for p in g["params"] if p.grad is not None]
-        if g.get("grad_centralize"):
-            for p in params:
-                if p.grad.dim() >= 2:
-                    p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
-        if g.get("clip_norm"):
-            sets.setdefault((g.get("clip_set", g.get("name")), float(g["clip_norm"])), []).extend(params)
-    for (_, max_norm), params in sets.items():
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-class CCLSGD(torch.optim.SGD):
-    """SGD that runs :func:`process_gradients` on its param groups before every step.
-
-    The algorithm puts ``lr``, ``momentum``, ``weight_decay``, ``grad_centralize``, ``clip_set`` and
-    ``clip_norm`` into each block's group (``optim_overrides``). Clipping spans groups only inside one
-    optimiser, so the published forward/feedback clip needs ``schedule.optimizer_layout=joint`` (the
-    default).
-    """
-
-    def __init__(self, params, lr: float = 1.0, **kwargs) -> None:
-        super().__init__(params, lr=lr, **kwargs)
-        for g in self.param_groups:
-            for p in g["params"]:
-                setattr(p, _PROCESSED, True)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        process_gradients(self.param_groups)
-        super().step()
-        return loss
-
-
 # --- shared machinery ---------------------------------------------------------------------------------------
 
 
 class _CCLCommon(LocalAlgorithm):
-    """Settings, input pipeline, warm-up and optimiser groups shared by CCL and its matched BP baseline."""
+    """Settings, input pipeline and warm-up shared by CCL and its matched BP baseline."""
 
-    def __init__(self, model: DualNet, num_classes: int, *, lr_f: float = 1.0, lr_b: float = 1.0,
-                 momentum_f: float = 0.0, momentum_b: float = 0.0, weight_decay_f: float = 0.0,
-                 weight_decay_b: float = 0.0, grad_clip_f: float = 0.0, grad_clip_b: float = 0.0,
-                 clip_scope: str = "network", grad_centralize: bool = False, warmup: int = 0,
+    def __init__(self, model: DualNet, num_classes: int, *, warmup: int = 0,
                  warmup_batches_per_epoch: int | None = None, input_transform: str = "none",
                  input_normalization: str = "dataset", dataset_mean: Sequence[float] | None = None,
                  dataset_std: Sequence[float] | None = None, select_on: str = "ce") -> None:
@@ -160,26 +108,15 @@ class _CCLCommon(LocalAlgorithm):
         if not isinstance(model, DualNet):
             raise ConfigError(f"{type(self).__name__} needs a CCL network pair (model=ccl_mlp, ccl_cnn or "
                               f"ccl_ae), got {type(model).__name__}")
-        check_choice("algorithm.clip_scope", clip_scope, CLIP_SCOPES)
         check_choice("algorithm.input_transform", input_transform, INPUT_TRANSFORMS)
         check_choice("algorithm.input_normalization", input_normalization, INPUT_NORMALIZATIONS)
         check_choice("algorithm.select_on", select_on, SELECT_ON)
-        for key, value in (("lr_f", lr_f), ("lr_b", lr_b), ("grad_clip_f", grad_clip_f),
-                           ("grad_clip_b", grad_clip_b), ("warmup", warmup)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"algorithm.{key}={value!r} must be a number >= 0")
-        if warmup_batches_per_epoch is not None and (not isinstance(warmup_batches_per_epoch, int)
-                                                     or warmup_batches_per_epoch < 1):
-            raise ConfigError(f"algorithm.warmup_batches_per_epoch={warmup_batches_per_epoch!r} must be null "
-                              "or an int >= 1")
+        check_int("algorithm.warmup", warmup, 0)
+        check_int("algorithm.warmup_batches_per_epoch", warmup_batches_per_epoch, 1, allow_none=True)
         self.net = model
         self.task = model.task
         if self.task == "classification" and getattr(model, "num_classes", num_classes) != num_classes:
             raise ConfigError(f"model has {model.num_classes} outputs but the dataset {num_classes} classes")
-        self.opt = {
-            "f": {"lr": lr_f, "momentum": momentum_f, "weight_decay": weight_decay_f, "clip": grad_clip_f},
-            "b": {"lr": lr_b, "momentum": momentum_b, "weight_decay": weight_decay_b, "clip": grad_clip_b}}
-        self.clip_scope, self.grad_centralize = clip_scope, bool(grad_centralize)
         self.warmup, self.warmup_batches_per_epoch = int(warmup), warmup_batches_per_epoch
         self.input_transform, self.input_normalization = input_transform, input_normalization
         c = model.input_shape[0]
@@ -204,7 +141,6 @@ class _CCLCommon(LocalAlgorithm):
         self.monitor = ("recon_mse", "min") if self.task == "autoencoder" else (
             ("ce", "min") if select_on == "ce" else ("acc", "max"))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        self._optimizer_checked = False
 
     # --- input pipeline -------------------------------------------------------------------------------------
     def prepare_input(self, x: Tensor, train: bool) -> Tensor:
@@ -236,23 +172,8 @@ class _CCLCommon(LocalAlgorithm):
         k = step % self.warmup_batches_per_epoch if self.warmup_batches_per_epoch else step
         return (k + 1) / self.warmup
 
-    # --- optimiser groups -----------------------------------------------------------------------------------
-    def _group(self, block: str, direction: str) -> dict:
-        o = self.opt[direction]
-        return {"lr": o["lr"], "momentum": o["momentum"], "weight_decay": o["weight_decay"],
-                "grad_centralize": self.grad_centralize, "clip_norm": o["clip"],
-                "clip_set": ({"f": "forward", "b": "feedback"}[direction] if self.clip_scope == "network"
-                             else block)}
-
     def after_step(self, phase: str, active: Sequence[str]) -> None:
         self.steps += 1
-        if not self._optimizer_checked:
-            self._optimizer_checked = True
-            wants = self.grad_centralize or any(o["clip"] for o in self.opt.values())
-            if wants and not any(getattr(p, _PROCESSED, False) for p in self.parameters()):
-                raise ConfigError("gradient centralisation / forward-feedback clipping need the CCL "
-                                  "optimiser: use an experiments=ccl_* or bp_ccl_* file, or set "
-                                  "optimizer._target_=octo.algorithms.ccl.CCLSGD")
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def predict(self, x: Tensor) -> Tensor:
@@ -297,15 +218,9 @@ class _CCLCommon(LocalAlgorithm):
         return self.save_reconstructions if self.task == "autoencoder" else None
 
     def describe(self) -> dict:
-        return {"task": self.task, "network": type(self.net).__name__, "lr_f": self.opt["f"]["lr"],
-                "lr_b": self.opt["b"]["lr"], "momentum_f": self.opt["f"]["momentum"],
-                "momentum_b": self.opt["b"]["momentum"], "weight_decay_f": self.opt["f"]["weight_decay"],
-                "weight_decay_b": self.opt["b"]["weight_decay"], "grad_clip_f": self.opt["f"]["clip"],
-                "grad_clip_b": self.opt["b"]["clip"], "clip_scope": self.clip_scope,
-                "grad_centralize": self.grad_centralize, "warmup": self.warmup,
-                "warmup_batches_per_epoch": self.warmup_batches_per_epoch,
-                "input_transform": self.input_transform, "input_normalization": self.input_normalization,
-                "select_on": self.select_on if self.task == "classification" else "recon_mse",
+        """Derived facts only (the switches are the recorded config)."""
+        return {"task": self.task, "network": type(self.net).__name__,
+                "selection_metric": f"val/{self.monitor[0]} ({self.monitor[1]})",
                 "bn_affine_trained": any(m.affine for m in self.net.modules()
                                          if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d))}
 
@@ -348,19 +263,21 @@ class CCL(_CCLCommon):
             out[f"{name}_fwd"], out[f"{name}_fb"] = layer.fwd, layer.fb
         return out
 
-    def optim_overrides(self) -> dict[str, dict]:
-        return {b: self._group(b, "f" if b.endswith("_fwd") else "b") for b in self.blocks()}
+    def block_groups(self) -> dict[str, list[str]]:
+        """``forward`` and ``feedback`` modules: the published recipes clip each set as one."""
+        return {"forward": [b for b in self.blocks() if b.endswith("_fwd")],
+                "feedback": [b for b in self.blocks() if b.endswith("_fb")]}
 
     def _pair_losses(self, a: Tensor, b: Tensor, y: Tensor, target: Tensor | None, end: bool,
                      want_f: bool, want_b: bool) -> tuple[Tensor | None, Tensor | None]:
         """(loss of the module that made ``a``, loss of the module that made ``b``): each the part of the pair
         loss that depends on that module, with the other side detached."""
         if self.task == "autoencoder":
-            rule = lambda p, q: ae_pair_loss(p, q, self.scale_c, self.scale_d, end)  # noqa: E731
+            rule = lambda p, q: ae_pair_loss(p, q, self.scale_c, self.scale_d, end)
         elif self.ccl_loss == "paired_difference":
-            rule = lambda p, q: paired_difference_loss(p, q, y, self.scale_c)  # noqa: E731
+            rule = lambda p, q: paired_difference_loss(p, q, y, self.scale_c)
         elif self.similarity == "dot":
-            rule = lambda p, q: dot_similarity_loss(p, q, target, self.scale_c)  # noqa: E731
+            rule = lambda p, q: dot_similarity_loss(p, q, target, self.scale_c)
         else:  # cosine: the two decorrelation terms each depend on one side only
             ah, bh = unit_rows(a), unit_rows(b)
             lf = (self.scale_c * F.mse_loss(ah @ bh.detach().T, target)
@@ -401,23 +318,19 @@ class CCL(_CCLCommon):
         scale = self.warmup_scale()
         return {k: v * scale for k, v in losses.items()} if scale != 1.0 else losses
 
-    def describe(self) -> dict:
-        return {**super().describe(), "ccl_loss": self.ccl_loss, "similarity": self.similarity,
-                "loss_scale_c": self.scale_c, "loss_scale_ssl": self.scale_ssl, "loss_scale_d": self.scale_d,
-                "filter_confident": self.filter_confident, "filter_threshold": self.filter_threshold}
 
 
 class BPMatched(_CCLCommon):
     """Backprop on exactly the CCL forward network (no extra head): one block, CE on the logits
-    (classification) or MSE(reconstruction, input) (autoencoder), with the same warm-up / centralisation /
-    clipping machinery and the forward optimiser settings (``lr_f`` ...). Feedback modules exist but are never
-    trained."""
+    (classification) or MSE(reconstruction, input) (autoencoder), with the same warm-up
+    and the optimiser settings of its recipe (``bp_ccl_*``). Feedback modules exist but are never trained."""
 
     def blocks(self) -> dict[str, nn.Module]:
         return {"network": nn.ModuleList(layer.fwd for layer in self.net.layers.values())}
 
-    def optim_overrides(self) -> dict[str, dict]:
-        return {"network": self._group("network", "f")}
+    def block_groups(self) -> dict[str, list[str]]:
+        """The CCL twin's groups, so that one optimiser config serves both: the network is the forward half."""
+        return {"forward": ["network"], "feedback": []}
 
     def local_losses(self, x: Tensor, y: Tensor, phase: str, active: Sequence[str]) -> dict[str, Tensor]:
         if "network" not in active:

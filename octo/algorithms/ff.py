@@ -17,7 +17,7 @@ from octo.algorithms.base import LocalAlgorithm
 from octo.algorithms.goodness import GOODNESS, ff_loss, goodness
 from octo.encodings.negatives import WRONG_LABEL_MODES, hardest_wrong_labels, wrong_labels
 from octo.nn.mlp import MLP
-from octo.utils.errors import ConfigError, check_choice, check_positive
+from octo.utils.errors import ConfigError, check_choice
 
 
 class FF(LocalAlgorithm):
@@ -35,13 +35,11 @@ class FF(LocalAlgorithm):
             the current model scores highest). The shuffle modes are only for reproducing the reference's numbers.
         predict_skip_first: leave the first layer out of the prediction goodness (paper) or not (reference).
         label_value: value written at the label pixel; None = max of the batch (reference).
-        lr: learning rate of every layer, overriding ``optimizer.lr`` (FF layers want far larger steps than a
-            backprop network: 0.03 in the reference code); None keeps ``optimizer.lr``.
     """
 
     def __init__(self, model: MLP, num_classes: int, threshold: float = 2.0, goodness: str = "mean",
                  neg_label: str = "uniform", predict_skip_first: bool = False,
-                 label_value: float | None = None, lr: float | None = None) -> None:
+                 label_value: float | None = None) -> None:
         super().__init__(num_classes)
         check_choice("algorithm.goodness", goodness, GOODNESS)
         check_choice("algorithm.neg_label", neg_label, WRONG_LABEL_MODES)
@@ -55,15 +53,9 @@ class FF(LocalAlgorithm):
         self._once_seed = torch.initial_seed() % (2**63)
         self.predict_skip_first = predict_skip_first
         self.label_value = label_value
-        if lr is not None:
-            check_positive("algorithm.lr", lr)
-        self.lr = lr
 
     def blocks(self) -> dict[str, nn.Module]:
         return {f"layer{i}": layer for i, layer in enumerate(self.model.layers)}
-
-    def optim_overrides(self) -> dict[str, dict]:
-        return {name: {"lr": self.lr} for name in self.blocks()} if self.lr is not None else {}
 
     def _negative_labels(self, x: Tensor, y: Tensor) -> Tensor:
         if self.neg_label == "hardest":
@@ -134,7 +126,3 @@ class FF(LocalAlgorithm):
         candidate label, instead of one pass for the prediction and another for the per-layer metrics."""
         g = self.layer_goodness(x)
         return {"acc": (self._scores(g).argmax(dim=1) == y).float().mean(), **self._block_metrics(g, y)}
-
-    def describe(self) -> dict:
-        return {"threshold": self.threshold, "goodness": self.goodness_reduction, "neg_label": self.neg_label,
-                "predict_skip_first": self.predict_skip_first, "label_value": self.label_value, "lr": self.lr}

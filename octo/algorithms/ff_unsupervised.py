@@ -36,7 +36,7 @@ from octo.algorithms.base import LocalAlgorithm
 from octo.algorithms.goodness import GOODNESS, ff_loss, goodness
 from octo.encodings.negatives import hybrid_images, smooth_masks
 from octo.nn.mlp import MLP, length_normalize
-from octo.utils.errors import ConfigError, check_choice, check_positive
+from octo.utils.errors import ConfigError, check_choice, check_int, check_positive
 
 MASK_MODES = ("per_sample_fresh", "single_fixed")
 READOUT_NORMS = ("per_sample", "frobenius_batch")
@@ -70,22 +70,18 @@ class FFUnsupervised(LocalAlgorithm):
             the net has one layer).
         readout_norm: ``per_sample`` (corrected) or ``frobenius_batch`` (extension).
         readout_double_softmax: apply cross-entropy to softmax outputs (extension) instead of logits.
-        readout_lr: learning rate of the read-out block (``null`` = the global optimiser's).
     """
 
     def __init__(self, model: MLP, num_classes: int, threshold: float = 2.0, goodness: str = "mean",
                  mask: str = "per_sample_fresh", blur_iterations: int = 5,
                  readout_layers: Sequence[int] | None = None, readout_norm: str = "per_sample",
-                 readout_double_softmax: bool = False, readout_lr: float | None = None) -> None:
+                 readout_double_softmax: bool = False) -> None:
         super().__init__(num_classes)
         check_choice("algorithm.goodness", goodness, GOODNESS)
         check_choice("algorithm.mask", mask, MASK_MODES)
         check_choice("algorithm.readout_norm", readout_norm, READOUT_NORMS)
         check_positive("algorithm.threshold", threshold, allow_zero=True)
-        if not isinstance(blur_iterations, int) or isinstance(blur_iterations, bool) or blur_iterations < 0:
-            raise ConfigError(f"algorithm.blur_iterations={blur_iterations!r} must be an int >= 0")
-        if readout_lr is not None:
-            check_positive("algorithm.readout_lr", readout_lr)
+        check_int("algorithm.blur_iterations", blur_iterations, 0)
         if len(model.input_shape) != 3:
             raise ConfigError(f"algorithm=ff_unsupervised needs image inputs [C, H, W], "
                               f"got {model.input_shape}")
@@ -105,7 +101,6 @@ class FFUnsupervised(LocalAlgorithm):
         self.readout_layers = sorted(readout_layers)
         self.readout_norm = readout_norm
         self.readout_double_softmax = bool(readout_double_softmax)
-        self.readout_lr = readout_lr
         # the latent-shape fix: the head reads exactly the chosen layers' widths
         in_features = sum(model.layers[i].linear.out_features for i in self.readout_layers)
         self.readout = nn.Linear(in_features, num_classes)
@@ -120,9 +115,6 @@ class FFUnsupervised(LocalAlgorithm):
 
     def blocks(self) -> dict[str, nn.Module]:
         return {**{f"layer{i}": layer for i, layer in enumerate(self.model.layers)}, "readout": self.readout}
-
-    def optim_overrides(self) -> dict[str, dict]:
-        return {"readout": {"lr": self.readout_lr}} if self.readout_lr is not None else {}
 
     # --- data -----------------------------------------------------------------------------------------------
     def negatives(self, x: Tensor) -> Tensor:
@@ -184,9 +176,3 @@ class FFUnsupervised(LocalAlgorithm):
             g = goodness(h, self.goodness_reduction)
             out[f"layer{i}/separation"] = g[:b].mean() - g[b:].mean()
         return out
-
-    def describe(self) -> dict:
-        return {"threshold": self.threshold, "goodness": self.goodness_reduction, "mask": self.mask_mode,
-                "blur_iterations": self.blur_iterations, "readout_layers": self.readout_layers,
-                "readout_norm": self.readout_norm, "readout_double_softmax": self.readout_double_softmax,
-                "readout_lr": self.readout_lr}

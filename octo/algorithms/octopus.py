@@ -23,7 +23,7 @@ pass (faster; not the published schedule).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +31,20 @@ from torch import Tensor, nn
 
 from octo.algorithms.base import LocalAlgorithm
 from octo.algorithms.octopus_eval import OctopusEvaluation
-from octo.algorithms.octopus_rules import (LabelOverlay, arm_ff_loss, cg_loss, frozen_call, midpoint_threshold,
-                                           module_dropout_keep)
+from octo.algorithms.octopus_rules import (
+    LabelOverlay,
+    arm_ff_loss,
+    cg_loss,
+    frozen_call,
+    midpoint_threshold,
+    module_dropout_keep,
+)
 from octo.encodings.negatives import wrong_labels
-from octo.nn.octopus.common import plain, resize_gain
+from octo.nn.octopus.common import resize_gain
 from octo.nn.octopus.decoder import ModuleDecoder
 from octo.nn.octopus.net import OctopusNet
 from octo.nn.octopus.sff import SFFHeads
-from octo.utils.errors import ConfigError, check_choice
+from octo.utils.errors import ConfigError, check_choice, check_int
 
 READOUTS = ("coordinator", "sff")
 SLEEP_NEGATIVES = ("add", "replace")
@@ -65,12 +71,11 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         eval_arm_metrics: per-arm g+/g-/separation on every evaluation batch (two extra arm passes).
         channels_last: run the conv arms in channels_last memory format (faster with cuDNN, and several times
             faster for the grouped CG convs on CPU).
-        block_optim: per-block optimiser overrides, e.g. ``{coordinator: {lr: 1e-3}}``.
         sleep_phase: A16 (not in the published training code): a ``decoder`` block (one ``ModuleDecoder`` per FF
             arm) learns on every FF batch to reconstruct the arm's clean input (pixels at the arm's resolution)
             from the arm's token of the positive it just saw; on sleep batches its detached reconstructions
             ("dreams"), overlaid with the image's true label, are FF negatives for that arm. Its learning rate is
-            the global optimiser's, or ``block_optim: {decoder: {lr: ...}}``.
+            the optimiser's (``optimizer.blocks.decoder.lr`` sets its own).
         sleep_every: every k-th FF batch is a sleep batch (1 = every batch).
         sleep_dreams: dreams per arm per sleep batch (the first n images of the shuffled batch; null = one per
             image).
@@ -88,7 +93,7 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
                  feedback_mode: str = "as_coded_rgb_gain", module_dropout: float = 0.0,
                  sff_second_pass_ff_step: bool = True, cg_eval_multiscale: bool = True,
                  eval_arm_metrics: bool = True, channels_last: bool = True,
-                 block_optim: Mapping | None = None, sleep_phase: bool = False, sleep_every: int = 1,
+                 sleep_phase: bool = False, sleep_every: int = 1,
                  sleep_dreams: int | None = None, sleep_negatives: str = "add",
                  sleep_pixel_mean: Sequence[float] | None = None,
                  sleep_pixel_std: Sequence[float] | None = None) -> None:
@@ -118,7 +123,6 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         self.feedback_mode, self.module_dropout = feedback_mode, float(module_dropout)
         self.sff_second_pass_ff_step, self.cg_eval_multiscale = bool(sff_second_pass_ff_step), bool(cg_eval_multiscale)
         self.eval_arm_metrics, self.channels_last = bool(eval_arm_metrics), bool(channels_last)
-        self.block_optim = {k: dict(v) for k, v in (plain(block_optim) or {}).items()}
         n = model.num_arms
         self.sff = SFFHeads([a.pooled_dim for a in model.arms], num_classes) if readout == "sff" else None
         # feedback state (persistent: a checkpoint resumes with the same gains)
@@ -129,18 +133,12 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         self.sleep_phase = bool(sleep_phase)
         self.decoders = self._build_decoders(sleep_every, sleep_dreams, sleep_negatives, sleep_pixel_mean,
                                              sleep_pixel_std) if self.sleep_phase else None
-        unknown = set(self.block_optim) - set(self.blocks())
-        if unknown:
-            raise ConfigError(f"algorithm.block_optim names unknown blocks {sorted(unknown)}; "
-                              f"blocks: {', '.join(self.blocks())}")
 
     def _build_decoders(self, every, dreams, negatives, mean, std) -> nn.ModuleDict:
         """One ModuleDecoder per FF arm (keyed by arm index), and the sleep settings."""
         check_choice("algorithm.sleep_negatives", negatives, SLEEP_NEGATIVES)
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ConfigError(f"algorithm.sleep_every={every!r} must be an int >= 1")
-        if dreams is not None and (not isinstance(dreams, int) or isinstance(dreams, bool) or dreams < 1):
-            raise ConfigError(f"algorithm.sleep_dreams={dreams!r} must be an int >= 1 or null (one per image)")
+        check_int("algorithm.sleep_every", every, 1)
+        check_int("algorithm.sleep_dreams", dreams, 1, allow_none=True, hint="null: one per image")
         if self.overlay.encoding != "fourier":
             raise ConfigError("algorithm.sleep_phase=true needs label_encoding=fourier: dreams are overlaid at the "
                               "arm's resolution, where only the Fourier pattern is defined")
@@ -151,7 +149,7 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         c = self.net.input_shape[0]
         stats = []
         for name, v, default in (("sleep_pixel_mean", mean, 0.0), ("sleep_pixel_std", std, 1.0)):
-            v = [default] * c if v is None else [float(t) for t in plain(v)]
+            v = [default] * c if v is None else [float(t) for t in v]
             if len(v) == 1:
                 v = v * c
             if len(v) != c or (name == "sleep_pixel_std" and min(v) <= 0):
@@ -192,8 +190,8 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
             return self._head_names()
         return self.arm_names() + sleep + self._head_names()  # "joint"
 
-    def optim_overrides(self) -> dict[str, dict]:
-        return self.block_optim
+    def block_groups(self) -> dict[str, list[str]]:
+        return {"arms": self.arm_names()}
 
     # --- plumbing --------------------------------------------------------------------------------------------
     def _fmt(self, x: Tensor) -> Tensor:
@@ -423,21 +421,14 @@ class Octopus(OctopusEvaluation, LocalAlgorithm):
         return self.full_forward(x)["logits"]
 
     def describe(self) -> dict:
+        """Derived facts only (the switches are the recorded config)."""
         return {
-            "readout": self.readout, "passes": self.passes, "phases": list(self.phases),
-            "label_encoding": self.overlay.encoding, "overlay_strength": self.overlay.strength,
+            "phases": list(self.phases),
             "arm_loss": "mean softplus(theta-g+) + mean softplus(g- - theta) (= 2 x octo ff_loss)",
-            "ff_threshold": self.ff_threshold, "ff_adaptive_threshold": self.ff_adaptive_threshold,
-            "adaptive_threshold_respected": self.adaptive_threshold_respected, "cg_threshold": self.cg_threshold,
-            "train_bottleneck": self.train_bottleneck, "train_nerve_ring": self.train_nerve_ring,
-            "feedback_mode": self.feedback_mode, "module_dropout": self.module_dropout,
-            "sff_second_pass_ff_step": self.sff_second_pass_ff_step, "cg_eval_multiscale": self.cg_eval_multiscale,
             "model_selection": "validation split (val/acc); the per-epoch test accuracy is never used for "
                                "selection (the published code selected the best epoch on the test set)",
-            "select_on_test": False, "sleep_phase": self.sleep_phase,
-            **({"sleep_every": self.sleep_every, "sleep_dreams": self.sleep_dreams,
-                "sleep_negatives": self.sleep_negatives,
-                "sleep_decoder": "ModuleDecoder per FF arm: token of the positive (detached) -> clean image at "
+            "select_on_test": False,
+            **({"sleep_decoder": "ModuleDecoder per FF arm: token of the positive (detached) -> clean image at "
                                  "the arm's resolution (pixels, MSE); dreams overlaid with the true label"}
                if self.sleep_phase else {}),
             **self.net.describe(),

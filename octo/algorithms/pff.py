@@ -33,7 +33,6 @@ which one ran.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from torch import Tensor, nn
 from octo.algorithms.base import LocalAlgorithm
 from octo.encodings.negatives import wrong_labels
 from octo.nn.pff_circuits import PFFNet, activation, goodness_logit, goodness_loss, normalize
-from octo.utils.errors import ConfigError, check_choice, check_positive
+from octo.utils.errors import ConfigError, check_choice, check_int, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +53,6 @@ REP_BLOCKS = ("rep1", "rep2", "head")
 GEN_BLOCKS = ("gen2", "gen1", "gen0")
 #: whether the training module steps the optimisers between the yields of ``local_loss_steps`` (proposed hook)
 MODULE_STEPS_PER_YIELD = "local_loss_steps" in vars(LocalAlgorithm)
-
-
-def _clamp_grad(grad: Tensor, bound: float) -> Tensor:
-    return grad.clamp(-bound, bound)
 
 
 class PFF(LocalAlgorithm):
@@ -76,8 +71,6 @@ class PFF(LocalAlgorithm):
         beta: z_g step size (0.025).
         reg_lambda / g_reg_lambda: weight of the (non-squared, as coded) Frobenius norms of W1, W2, V2, V, W /
             G1, G2, Gy (0 / 0); each norm joins the loss of the block that owns the matrix.
-        grad_clip_value: element-wise gradient clip applied to every parameter before the optimiser step (1.0;
-            null = none). Implemented as gradient hooks: it clips the gradient of each backward pass.
         eval_steps: K_high, steps of the label-clamped classification run (null = K // 2 + 1 = 7).
         eval_window_start: K_low, first step whose goodness counts (null = K // 2 - 1 = 5); steps
             K_low .. K_high - 1 count (bug #2: the code's comments say "3..5").
@@ -100,8 +93,7 @@ class PFF(LocalAlgorithm):
     def __init__(self, model: PFFNet, num_classes: int, steps: int = 12, threshold: float = 10.0,
                  alpha: float = 0.3, gamma: float = 1.0, y_scale: float = 5.0, eps_r: float = 0.01,
                  eps_g: float = 0.025, beta: float = 0.025, reg_lambda: float = 0.0,
-                 g_reg_lambda: float = 0.0,
-                 grad_clip_value: float | None = 1.0, eval_steps: int | None = None,
+                 g_reg_lambda: float = 0.0, eval_steps: int | None = None,
                  eval_window_start: int | None = None, goodness_sign: str = "low_is_positive",
                  update_every_step: bool = True, ste_relu: bool = True, gen_on_negatives: bool = True,
                  stable_log: bool = True, gmm_train_images: int = 2000) -> None:
@@ -112,18 +104,14 @@ class PFF(LocalAlgorithm):
         if model.num_classes != self.num_classes:
             raise ConfigError(f"model.num_classes={model.num_classes} != dataset.num_classes={num_classes}")
         check_choice("algorithm.goodness_sign", goodness_sign, tuple(GOODNESS_SIGNS))
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ConfigError(f"algorithm.steps={steps!r} must be an int >= 1")
+        check_int("algorithm.steps", steps, 1)
         for key, value in (("alpha", alpha), ("gamma", gamma), ("y_scale", y_scale), ("eps_r", eps_r),
                            ("eps_g", eps_g), ("beta", beta), ("reg_lambda", reg_lambda),
                            ("g_reg_lambda", g_reg_lambda)):
             check_positive(f"algorithm.{key}", value, allow_zero=True)
         if not 0 <= alpha < 1:
             raise ConfigError(f"algorithm.alpha={alpha!r} must be in [0, 1)")
-        if grad_clip_value is not None:
-            check_positive("algorithm.grad_clip_value", grad_clip_value)
-        if not isinstance(gmm_train_images, int) or isinstance(gmm_train_images, bool) or gmm_train_images < 0:
-            raise ConfigError(f"algorithm.gmm_train_images={gmm_train_images!r} must be an int >= 0")
+        check_int("algorithm.gmm_train_images", gmm_train_images, 0)
         self.eval_steps = steps // 2 + 1 if eval_steps is None else eval_steps
         self.eval_window_start = max(steps // 2 - 1, 0) if eval_window_start is None else eval_window_start
         if not (isinstance(self.eval_steps, int) and isinstance(self.eval_window_start, int)
@@ -135,7 +123,6 @@ class PFF(LocalAlgorithm):
         self.alpha, self.gamma, self.y_scale = float(alpha), float(gamma), float(y_scale)
         self.eps_r, self.eps_g, self.beta = float(eps_r), float(eps_g), float(beta)
         self.reg_lambda, self.g_reg_lambda = float(reg_lambda), float(g_reg_lambda)
-        self.grad_clip_value = None if grad_clip_value is None else float(grad_clip_value)
         self.goodness_sign = goodness_sign
         self.sign = GOODNESS_SIGNS[goodness_sign]
         self.update_every_step, self.ste_relu = bool(update_every_step), bool(ste_relu)
@@ -151,9 +138,6 @@ class PFF(LocalAlgorithm):
             log.warning("PFF: update_every_step=true needs the training module to step between "
                         "inference steps (LocalAlgorithm.local_loss_steps); this octo has no such hook, so "
                         "one step per batch is taken on the mean of the %d step losses", steps)
-        if self.grad_clip_value is not None:
-            for p in self.parameters():
-                p.register_hook(functools.partial(_clamp_grad, bound=self.grad_clip_value))
 
     # --- blocks ---------------------------------------------------------------------------------------------
     def blocks(self) -> dict[str, nn.Module]:
@@ -433,15 +417,10 @@ class PFF(LocalAlgorithm):
         return path
 
     def describe(self) -> dict:
-        return {"steps": self.steps, "threshold": self.threshold, "alpha": self.alpha, "gamma": self.gamma,
-                "y_scale": self.y_scale, "eps_r": self.eps_r, "eps_g": self.eps_g, "beta": self.beta,
-                "reg_lambda": self.reg_lambda, "g_reg_lambda": self.g_reg_lambda,
-                "grad_clip_value": self.grad_clip_value, "eval_steps": self.eval_steps,
-                "eval_window_start": self.eval_window_start, "goodness_sign": self.goodness_sign,
-                "update_every_step": self.update_every_step, "updates_per_batch": self.updates_per_batch,
-                "ste_relu": self.ste_relu, "gen_on_negatives": self.gen_on_negatives,
-                "stable_log": self.stable_log, "eval_exact_n": True,
-                "gmm_train_images": self.gmm_train_images,
+        """Derived facts only (the switches are the recorded config): the resolved evaluation window, the
+        updates per batch, where the GMM is fitted, the network's sizes."""
+        return {"eval_steps": self.eval_steps, "eval_window_start": self.eval_window_start,
+                "updates_per_batch": self.updates_per_batch, "eval_exact_n": True,
                 "gmm_fit_on": "z_g codes of the last gmm_train_images training images, current weights"
                 if self.gmm_train_images else "z_g codes of the images handed to save_images (test)",
                 "n_units": self.model.n_units, "g_units": self.model.g_units}

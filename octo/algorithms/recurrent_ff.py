@@ -47,7 +47,7 @@ from octo.algorithms.base import LocalAlgorithm
 from octo.algorithms.goodness import ff_loss
 from octo.encodings.negatives import hardest_wrong_labels, wrong_labels
 from octo.nn.recurrent import RecurrentNet
-from octo.utils.errors import ConfigError, check_choice, check_positive
+from octo.utils.errors import ConfigError, check_choice, check_int, check_positive, check_range
 
 OBJECTIVES = ("inverted", "hinton")
 UPDATES = ("per_batch", "per_step")
@@ -94,11 +94,9 @@ class RecurrentFF(LocalAlgorithm):
         check_choice("algorithm.objective", objective, OBJECTIVES)
         check_choice("algorithm.neg_label", neg_label, NEG_LABELS)
         check_positive("algorithm.threshold", threshold, allow_zero=True)
-        if not isinstance(damping, (int, float)) or isinstance(damping, bool) or not 0 < damping <= 1:
-            raise ConfigError(f"algorithm.damping={damping!r} must be a number in (0, 1]")
-        for key, value, low in (("prelabel_steps", prelabel_steps, 0), ("steps", steps, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"algorithm.{key}={value!r} must be an int >= {low}")
+        check_range("algorithm.damping", damping, 0, 1, low_open=True)
+        check_int("algorithm.prelabel_steps", prelabel_steps, 0)
+        check_int("algorithm.steps", steps, 1)
         if getattr(model, "num_classes", num_classes) != num_classes:
             raise ConfigError(f"model.num_classes={model.num_classes} differs from the data set's "
                               f"{num_classes}")
@@ -248,9 +246,8 @@ class RecurrentFF(LocalAlgorithm):
         return out
 
     def describe(self) -> dict:
+        """Derived facts only (the switches are the recorded config): the resolved evaluation window and the
+        network's recurrence settings."""
         m = self.model
-        return {"threshold": self.threshold, "damping": self.damping, "prelabel_steps": self.prelabel_steps,
-                "steps": self.steps, "objective": self.objective, "eval_window": list(self.eval_window),
-                "predict_skip_first": self.predict_skip_first, "neg_label": self.neg_label,
-                "updates": self.updates, "lateral": m.lateral, "bias": m.bias, "activation": m.activation,
-                "normalization": m.normalization}
+        return {"eval_window": list(self.eval_window), "lateral": m.lateral, "bias": m.bias,
+                "activation": m.activation, "normalization": m.normalization}

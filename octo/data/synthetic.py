@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from octo.utils.errors import ConfigError, check_positive
+from octo.utils.errors import ConfigError, check_int, check_positive
 
 #: stream ids for numpy's SeedSequence: prototypes and each split draw from independent streams, so the test
 #: set does not change when n_train does
@@ -41,8 +41,7 @@ def make_synthetic(split: str, n_train: int = 512, n_test: int = 256, shape: Seq
     The same arguments always give the same arrays (numpy's PCG64 streams are platform independent).
     """
     for key, value in (("n_train", n_train), ("n_test", n_test), ("num_classes", num_classes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"dataset.synthetic.{key}={value!r} must be an int >= 1")
+        check_int(f"dataset.synthetic.{key}", value, 1)
     check_positive("dataset.synthetic.noise", noise, allow_zero=True)
     if len(shape) != 3 or any(int(s) < 1 for s in shape):
         raise ConfigError(f"dataset.input_shape={list(shape)} must be three positive ints [C, H, W]")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from octo.utils.errors import ConfigError, check_choice
+from octo.utils.errors import ConfigError, check_choice, check_int_list
 
 ACTIVATIONS = {"elu": F.elu, "relu": F.relu, "tanh": torch.tanh, "leaky_relu": F.leaky_relu, "selu": F.selu}
 #: 0 none, 1 BatchNorm on the module input, 2 BatchNorm on the linear map's output (before the activation)
@@ -119,10 +119,7 @@ class DualNet(nn.Module):
 
 
 def _positive_ints(name: str, values: Sequence[int]) -> list[int]:
-    values = list(values)
-    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in values):
-        raise ConfigError(f"{name}={values!r} must be a non-empty list of positive ints")
-    return values
+    return check_int_list(name, list(values), 1, hint="positive ints")
 
 
 class CCLMLP(DualNet):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from octo.utils.errors import ConfigError
+from octo.utils.errors import ConfigError, check_int
 
 #: the reference's normaliser epsilon (octo.nn.mlp.length_normalize uses 1e-4, Hinton's FF value)
 NORM_EPS = 1e-8
@@ -131,8 +131,7 @@ class PFFNet(nn.Module):
                  group_size: int = 10) -> None:
         super().__init__()
         for key, value in (("n_units", n_units), ("g_units", g_units), ("group_size", group_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"model.{key}={value!r} must be a positive int")
+            check_int(f"model.{key}", value, 1)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.in_features = math.prod(self.input_shape)
         self.num_classes, self.n_units, self.g_units = int(num_classes), n_units, g_units

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from octo.utils.errors import ConfigError, check_choice
+from octo.utils.errors import check_choice, check_int_list
 
 ACTIVATIONS = ("leaky_relu", "relu")
 NORMALIZATIONS = ("rms", "l2")
@@ -78,8 +78,7 @@ class RecurrentNet(nn.Module):
                  lateral: bool = True, activation: str = "leaky_relu", normalization: str = "rms",
                  eps: float = 1e-8) -> None:
         super().__init__()
-        if not hidden or any((not isinstance(h, int)) or isinstance(h, bool) or h <= 0 for h in hidden):
-            raise ConfigError(f"model.hidden={list(hidden)!r} must be a non-empty list of positive ints")
+        check_int_list("model.hidden", list(hidden), 1, hint="positive ints")
         check_choice("model.activation", activation, ACTIVATIONS)
         check_choice("model.normalization", normalization, NORMALIZATIONS)
         self.input_shape = tuple(int(s) for s in input_shape)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from octo.algorithms.base import LocalAlgorithm
+from octo.training.optim import block_settings, check_clip_groups, process_gradients
 from octo.training.schedules import Schedule
 from octo.utils.errors import DivergenceError
 
@@ -27,7 +28,9 @@ class LocalLearningModule(L.LightningModule):
         schedule: which blocks step when, and the optimiser layout (joint param groups or one per block).
         optimizer: factory ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``).
         scheduler: optional factory ``optimizer -> LRScheduler``, stepped once per epoch.
-        grad_clip: optional max gradient norm, applied per block (a global clip would couple the blocks).
+        optim_settings: octo's part of the ``optimizer`` config node: gradient clipping / centralisation and the
+            per-block values (``blocks``), resolved by :mod:`octo.training.optim` into each block's parameter
+            group.
         finite_check_every: check for NaN/inf losses every this many batches (one host sync each time) and at
             every epoch end; a non-finite loss raises :class:`DivergenceError` (status ``failed``).
         divergence: thresholds of the rules for losses that explode without becoming NaN (``conf/train.yaml``
@@ -46,7 +49,7 @@ class LocalLearningModule(L.LightningModule):
     """
 
     def __init__(self, algorithm: LocalAlgorithm, schedule: Schedule, optimizer: Callable,
-                 scheduler: Callable | None = None, grad_clip: float | None = None,
+                 scheduler: Callable | None = None, optim_settings: Mapping | None = None,
                  finite_check_every: int = 50, divergence: Mapping | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -54,7 +57,7 @@ class LocalLearningModule(L.LightningModule):
         self.schedule = schedule
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.grad_clip = grad_clip
+        self.optim_settings = dict(optim_settings or {})
         self.finite_check_every = max(1, int(finite_check_every))
         self.block_names = list(algorithm.blocks())
         schedule.check(self.block_names)  # a schedule that does not fit the blocks fails before training
@@ -95,11 +98,12 @@ class LocalLearningModule(L.LightningModule):
         return optimizers, schedulers
 
     def build_optimizers(self, dummy: bool = False) -> tuple[list, list]:
-        """(optimisers, schedulers): one parameter group per block that has trainable parameters, with the
-        algorithm's per-block settings merged over the global ones. ``dummy=True`` gives every group one fresh
-        scalar parameter instead of the block's own (``octo.training.validate`` builds them once that way at
+        """(optimisers, schedulers): one parameter group per block that has trainable parameters, with its
+        per-block settings (:func:`octo.training.optim.block_settings`) over the global ones. ``dummy=True`` gives
+        every group one fresh scalar parameter instead of the block's own (``octo.training.validate`` builds them once that way at
         build time, so that torch's and our checks of every value run before training)."""
-        overrides = self.algorithm.optim_overrides()
+        overrides = block_settings(self.block_names, self.algorithm.block_groups(), self.optim_settings)
+        check_clip_groups(overrides, joint=self.schedule.optimizer_layout == "joint")
         groups = []
         for n, m in self.algorithm.blocks().items():
             params = [p for p in m.parameters() if p.requires_grad]
@@ -155,20 +159,15 @@ class LocalLearningModule(L.LightningModule):
             opt.zero_grad(set_to_none=True)
             if losses:
                 backward(torch.stack(list(losses.values())).sum())
-                self._clip(opt)
+                process_gradients(opt.param_groups)  # clipping, centralisation (optimizer config)
                 opt.step()
         else:
             for name, loss in losses.items():
                 opt = opts[self._opt_of[name]]
                 opt.zero_grad(set_to_none=True)
                 backward(loss)
-                self._clip(opt)
+                process_gradients(opt.param_groups)  # clipping, centralisation (optimizer config)
                 opt.step()
-
-    def _clip(self, opt) -> None:
-        if self.grad_clip:
-            for group in opt.param_groups:
-                torch.nn.utils.clip_grad_norm_(group["params"], self.grad_clip)
 
     def _track(self, losses: dict[str, Tensor], phase: str, n: int) -> None:
         self.batches_seen += 1

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from octo.utils.errors import ConfigError, check_choice, check_finite, check_int, check_range, is_number
-from octo.utils.renames import RENAMED_GROUPS
+from octo.utils.renames import RENAMED_GROUPS, moved_key
 
 MAX_SEED = 2**32 - 1  # numpy's bound: Lightning's seed_everything replaces any other seed with 0 (a warning only)
 
@@ -43,6 +43,7 @@ def validate_config(cfg: DictConfig) -> None:
         check_trainer(cfg.trainer)
     if cfg.get("optimizer"):
         check_optimizer_values(_settings(cfg.optimizer), "optimizer")
+        check_octo_optimizer_keys(OmegaConf.to_container(cfg.optimizer, resolve=True))
     if cfg.get("scheduler"):
         check_scheduler_values(_settings(cfg.scheduler), "scheduler")
     if cfg.get("divergence") is not None:
@@ -71,18 +72,6 @@ def _config_leaves(node, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield prefix, node
 
 
-def _walk(node, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """(dotted key, leaf value) of a plain nested dict/list; list items as ``key[i]``."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _walk(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, node
-
-
 def _settings(node: DictConfig) -> dict:
     """A config group's values without Hydra's ``_target_`` / ``_partial_`` / ... keys."""
     plain = OmegaConf.to_container(node, resolve=True)
@@ -95,8 +84,6 @@ def _check_run_keys(cfg: DictConfig) -> None:
     for key in ("checkpoint_every_n_epochs", "finite_check_every"):
         if key in cfg:
             check_int(key, cfg[key], 1)
-    if "grad_clip" in cfg:
-        check_range("grad_clip", cfg.grad_clip, 0, low_open=True, allow_none=True)
     if "num_threads" in cfg:
         check_int("num_threads", cfg.num_threads, 1, allow_none=True)
     if "matmul_precision" in cfg:
@@ -205,34 +192,68 @@ def check_scheduler_values(values: dict, prefix: str) -> None:
             SCHEDULER_RULES[key](f"{prefix}.{key}", value)
 
 
+def check_octo_optimizer_keys(node: dict) -> None:
+    """octo's keys of the ``optimizer`` node (:mod:`octo.training.optim`), global and per block, and every
+    per-block value under its own name (``optimizer.blocks.coordinator.lr``)."""
+    _check_gradient_keys(node, "optimizer")
+    if "clip_group" in node:
+        raise ConfigError("optimizer.clip_group is a per-block setting: optimizer.blocks.<block or group>.clip_group")
+    blocks = node.get("blocks")
+    if blocks is None:
+        return
+    if not isinstance(blocks, dict):
+        raise ConfigError(f"optimizer.blocks={blocks!r} must be a mapping {{block or block group: {{setting: value}}}}")
+    for name, entry in blocks.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"optimizer.blocks.{name}={entry!r} must be a mapping of settings, e.g. {{lr: 0.001}}")
+        _check_gradient_keys(entry, f"optimizer.blocks.{name}")
+        if entry.get("clip_group") is not None and not isinstance(entry["clip_group"], str):
+            raise ConfigError(f"optimizer.blocks.{name}.clip_group={entry['clip_group']!r} must be a name (blocks "
+                              "with the same name are clipped together)")
+        check_optimizer_values(entry, f"optimizer.blocks.{name}")
+
+
+def _check_gradient_keys(node: dict, prefix: str) -> None:
+    for key in ("clip_norm", "clip_value"):
+        if key in node:
+            check_range(f"{prefix}.{key}", node[key], 0, low_open=True, allow_none=True)
+    if node.get("grad_centralize") is not None and not isinstance(node["grad_centralize"], bool):
+        raise ConfigError(f"{prefix}.grad_centralize={node['grad_centralize']!r} must be true or false")
+
+
 def validate_optimization(module, cfg: DictConfig) -> None:
-    """Build the run's optimisers and schedulers once, on one dummy parameter per block, with the algorithm's
-    per-block settings (``optim_overrides``) exactly as ``configure_optimizers`` will; check every parameter
-    group's values and turn torch's own refusals into one line. Nothing of the real model is touched."""
+    """Build the run's optimisers and schedulers once, on one dummy parameter per block, with the per-block
+    settings exactly as ``configure_optimizers`` will (unknown block names and clip groups that need the joint
+    layout fail here); refuse per-block keys the optimiser does not have, check the values the optimiser class
+    adds by default, and turn torch's own refusals into one line. Nothing of the real model is touched."""
     target = _target(cfg.get("optimizer"))
     try:
         optimizers, _ = module.build_optimizers(dummy=True)  # the schedulers: built (and checked by torch) only
     except (ValueError, TypeError, KeyError, RuntimeError) as err:
         what = "scheduler " + _target(cfg.get("scheduler")) if _from_scheduler(err) else "optimizer " + target
         raise ConfigError(f"cannot build the {what}: {_one_line(err)}") from None
-    overrides = module.algorithm.optim_overrides()
-    global_values = _settings(cfg.optimizer) if cfg.get("optimizer") else {}
+    from octo.training.optim import BLOCK_ONLY_KEYS, GRADIENT_KEYS
+
+    node = OmegaConf.to_container(cfg.optimizer, resolve=True) if cfg.get("optimizer") else {}
+    for name, entry in (node.get("blocks") or {}).items():
+        for key in entry:
+            if optimizers and key not in optimizers[0].defaults and key not in (*GRADIENT_KEYS, *BLOCK_ONLY_KEYS):
+                valid = sorted(k for k in optimizers[0].defaults if not k.startswith("_") and k not in
+                               ("differentiable", "foreach", "maximize", "capturable", "fused"))
+                raise ConfigError(f"optimizer.blocks.{name}.{key}: {target} has no setting '{key}' (its settings: "
+                                  f"{', '.join(valid)}; octo's: {', '.join((*GRADIENT_KEYS, *BLOCK_ONLY_KEYS))})")
+    configured = set(_settings(cfg.optimizer)) if cfg.get("optimizer") else set()
     for opt in optimizers:
         for group in opt.param_groups:
-            block = group.get("name", "?")
-            own = overrides.get(block, {})
             for key, rule in OPTIMIZER_RULES.items():
-                if key not in group or (key not in own and key in global_values):
-                    continue  # the global values were checked under their own names (optimizer.<key>)
+                if key not in group or key in configured:
+                    continue  # configured values were checked under their own names (optimizer.<key>, blocks)
                 value = group[key]
                 value = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-                source, note = (_override_source(cfg, block, key, own[key]) if key in own
-                                else (key, f"{target}'s default"))  # a default of the optimiser class
                 try:
-                    rule(source, value)
+                    rule(key, value)
                 except ConfigError as err:
-                    raise ConfigError(f"{err} (the {key} of block '{block}'{', ' + note if note else ''})") from None
-    _check_gradient_processing(optimizers, target)
+                    raise ConfigError(f"{err} ({target}'s default; set optimizer.{key})") from None
 
 
 def _from_scheduler(err: BaseException) -> bool:
@@ -250,44 +271,6 @@ def _one_line(err: BaseException) -> str:
 
 def _target(node) -> str:
     return str(node.get("_target_", "?")) if node else "?"
-
-
-def _override_source(cfg: DictConfig, block: str, key: str, value) -> tuple[str, str]:
-    """(config key, note) naming where a per-block optimiser value most likely came from: ``algorithm.lr_f``,
-    ``algorithm.block_optim.coordinator.lr``, ... (no note); else the bare key and the algorithm's name."""
-    if cfg.get("algorithm") is not None:
-        candidates = [k for k, v in _walk(OmegaConf.to_container(cfg.algorithm, resolve=True), "algorithm")
-                      if key in k.rsplit(".", 1)[-1] and _same(v, value)]
-        candidates.sort(key=lambda k: block not in k)  # prefer a key that names the block
-        if candidates:
-            return candidates[0], ""
-    return key, f"set by {_target(cfg.get('algorithm'))}"
-
-
-def _same(a, b) -> bool:
-    try:
-        return a == b or (is_number(a) and is_number(b) and float(a) == float(b))
-    except (TypeError, ValueError):
-        return False
-
-
-def _check_gradient_processing(optimizers: list, target: str) -> None:
-    """Parameter groups that ask for gradient centralisation or clip sets (CCL's ``grad_centralize`` /
-    ``clip_norm``) need an optimiser that applies them, i.e. marks its parameters as processed (CCLSGD); any
-    other optimiser would silently ignore them. CCL itself notices only after its first step."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            if not (group.get("grad_centralize") or group.get("clip_norm")):
-                continue
-            from octo.algorithms.ccl import _PROCESSED  # the marker CCLSGD sets and CCL checks
-
-            if not all(getattr(p, _PROCESSED, False) for p in group["params"]):
-                raise ConfigError(
-                    f"block '{group.get('name', '?')}' asks for gradient centralisation / clipping "
-                    f"(algorithm.grad_centralize, grad_clip_f, grad_clip_b) but optimizer._target_={target} ignores "
-                    "them: use an experiments=ccl_* or bp_ccl_* file, set "
-                    "optimizer._target_=octo.algorithms.ccl.CCLSGD, or turn them off (grad_clip_f=0 grad_clip_b=0 "
-                    "grad_centralize=false)")
 
 
 # --- run environment -------------------------------------------------------------------------------------------------
@@ -372,6 +355,9 @@ def check_cli_overrides(argv: list[str], conf_dir: Path, root: Path) -> None:
         if head in RENAMED_GROUPS and head not in groups:
             new, example = RENAMED_GROUPS[head]
             raise ConfigError(f"the config group '{head}' is now '{new}' ({example})")
+        moved = moved_key(override.key_or_group.lstrip("+~"))
+        if moved:
+            raise ConfigError(f"{override.key_or_group.lstrip('+~')} has moved: set {moved}")
         if override.type not in (OverrideType.CHANGE, OverrideType.DEL):
             continue
         if head in groups or head in keys or head == "hydra" or head in _global_keys(conf_dir, root):

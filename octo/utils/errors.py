@@ -1,5 +1,5 @@
 """Errors that end a run with one clear line (cause and fix) and a non-zero exit code, and the shared validators
-that raise them (choice, int in range, number in range, positive, finite)."""
+that raise them (choice, int in range, list of ints, number in range, positive, finite)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ def check_int(name: str, value, minimum: int | None = None, maximum: int | None 
                   else f">= {minimum}" if minimum is not None else f"<= {maximum}" if maximum is not None else "")
         raise ConfigError(f"{name}={value!r} must be {'null or ' if allow_none else ''}an int {bounds}".rstrip()
                           + (f" ({hint})" if hint else ""))
+
+
+def check_int_list(name: str, values, minimum: int = 1, length: int | None = None, hint: str = "") -> list[int]:
+    """Raise :class:`ConfigError` unless ``values`` is a non-empty list (of ``length`` items, when given) of ints
+    >= ``minimum``; returns it as a list."""
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and (length is None or len(values) == length)
+    if not ok or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
+        shown = list(values) if isinstance(values, (list, tuple)) else values
+        size = f"{length} " if length is not None else "a non-empty list of "
+        raise ConfigError(f"{name}={shown!r} must be {size}ints >= {minimum}" + (f" ({hint})" if hint else ""))
+    return list(values)
 
 
 def check_range(name: str, value, low: float | None = None, high: float | None = None, *,

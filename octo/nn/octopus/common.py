@@ -6,25 +6,15 @@ Used by the FF-standard CNN arms and the channel-grouping (CG) arms.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
-from octo.utils.errors import ConfigError
+from octo.utils.errors import ConfigError, check_int_list
 
 #: the published CG kernel sizes by arm position, cycled for more than 4 arms
 CG_KERNELS = (3, 5, 7, 9)
-
-
-def plain(value: Any) -> Any:
-    """DictConfig / ListConfig -> dicts and lists. Deprecated: octo.train instantiates with ``_convert_="all"``, so
-    constructors already get plain values; kept only until octo.algorithms.octopus stops importing it."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def merged(name: str, defaults: Mapping, given: Mapping | None) -> dict:
@@ -70,9 +60,7 @@ def default_scales(base: int, n: int) -> list[int]:
 def _int_list(name: str, values, n: int, minimum: int = 1) -> list[int]:
     if not isinstance(values, (list, tuple)) or len(values) != n:
         raise ConfigError(f"{name}={values!r} must list one value per arm ({n} arms); or null for the defaults")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
-        raise ConfigError(f"{name}={values!r} must hold ints >= {minimum}")
-    return [int(v) for v in values]
+    return check_int_list(name, values, minimum, length=n)
 
 
 def resolve_scales(scales, n: int, base: int, multiscale: bool) -> list[int]:
