@@ -27,6 +27,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from octo.training.optim import BLOCK_ONLY_KEYS, GRADIENT_KEYS
 from octo.utils.errors import ConfigError, check_choice, check_finite, check_int, check_range, is_number
 from octo.utils.renames import RENAMED_GROUPS, moved_key
 
@@ -232,8 +233,6 @@ def validate_optimization(module, cfg: DictConfig) -> None:
     except (ValueError, TypeError, KeyError, RuntimeError) as err:
         what = "scheduler " + _target(cfg.get("scheduler")) if _from_scheduler(err) else "optimizer " + target
         raise ConfigError(f"cannot build the {what}: {_one_line(err)}") from None
-    from octo.training.optim import BLOCK_ONLY_KEYS, GRADIENT_KEYS
-
     node = OmegaConf.to_container(cfg.optimizer, resolve=True) if cfg.get("optimizer") else {}
     for name, entry in (node.get("blocks") or {}).items():
         for key in entry:
