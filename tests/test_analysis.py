@@ -322,6 +322,10 @@ def test_smoke_and_budget_scale_tables_say_so_in_their_title() -> None:
     plain = pd.DataFrame({"seed": [0]})
     assert scaled_title("octopus_a8_nerve_ring", plain) == "octopus_a8_nerve_ring"
     assert "budget scale: 10 epochs" in scaled_title("octopus_a8_nerve_ring_10ep", plain)
+    # a sweep named after its epochs that runs a recipe of that many epochs is at the published budget
+    hinton = pd.DataFrame({"experiments": ["ff_hinton_4x2000"]})
+    assert scaled_title("ff_hinton_4x2000_60ep", hinton) == "ff_hinton_4x2000_60ep"
+    assert "budget scale: 10 epochs" in scaled_title("ff_hinton_4x2000_10ep", hinton)
     assert "SMOKE SCALE" in scaled_title("octopus_a8_nerve_ring", pd.DataFrame({"scale": ["smoke_octopus"]}))
 
 

@@ -220,9 +220,29 @@ def scaled_title(name: str, df: pd.DataFrame) -> str:
     if any(v.startswith("smoke") for v in scales):
         return f"{name} [SMOKE SCALE: tiny data and budget, tests the pipeline only]"
     budget = re.search(r"_(\d+)ep$", name)
-    if budget:
+    if budget and int(budget.group(1)) not in _recipe_epochs(df):
         return f"{name} [budget scale: {budget.group(1)} epochs, not the published budget]"
     return name
+
+
+def _recipe_epochs(df: pd.DataFrame) -> set[int]:
+    """``trainer.max_epochs`` written in the ``experiments/<name>.yaml`` recipes the runs used: a sweep named
+    ``<recipe>_60ep`` that runs a 60-epoch recipe is at the published budget."""
+    import os
+
+    import yaml
+
+    root = Path(os.environ.get("OCTO_ROOT") or Path(__file__).resolve().parents[2])
+    epochs = set()
+    for name in (df["experiments"].dropna().unique() if "experiments" in df.columns else []):
+        try:
+            recipe = yaml.safe_load((root / "experiments" / f"{name}.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        value = (recipe.get("trainer") or {}).get("max_epochs")
+        if isinstance(value, int):
+            epochs.add(value)
+    return epochs
 
 
 def write_sweep_outputs(sweep_dir: str | Path, out_dir: str | Path, metric: str = "test/acc",
