@@ -17,17 +17,15 @@ from torch import Tensor
 
 from octo.data.loader import DeviceLoader
 from octo.data.sources import DATASETS, load_split, resolve_source
-from octo.utils.errors import ConfigError, check_choice
+from octo.utils.errors import ConfigError, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_full: bool = False) -> None:
     """ConfigError unless ``value`` is an int >= ``minimum`` (or -1 when ``allow_full``)."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if not (is_int and (value >= minimum or (allow_full and value == -1))):
-        extra = " or -1 (full batch)" if allow_full else ""
-        raise ConfigError(f"dataset.{name}={value!r} must be an int >= {minimum}{extra}")
+    if not (allow_full and value == -1 and not isinstance(value, bool)):
+        check_int(f"dataset.{name}", value, minimum, hint="or -1 (full batch)" if allow_full else "")
 
 
 def resize_images(x: Tensor, size: int, chunk: int = 1000) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from octo.data.augment import crop_flip
-from octo.utils.errors import ConfigError
+from octo.utils.errors import ConfigError, check_int
 
 _MASK64 = (1 << 64) - 1
 
@@ -114,8 +114,7 @@ class DeviceLoader:
         return sum(self.pass_lengths) if self.train else self.batches_per_pass
 
     def _check_passes(self) -> None:
-        if not (isinstance(self.passes, int) and not isinstance(self.passes, bool) and self.passes >= 1):
-            raise ConfigError(f"train_passes={self.passes!r} must be an int >= 1")
+        check_int("train_passes", self.passes, 1)
         if self.limit is not None and not (isinstance(self.limit, int) and self.limit >= self.passes):
             raise ConfigError(f"a limit of {self.limit!r} training batches cannot give each of the "
                               f"{self.passes} passes a batch; it must be an int >= {self.passes}")
