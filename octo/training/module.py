@@ -100,8 +100,8 @@ class LocalLearningModule(L.LightningModule):
     def build_optimizers(self, dummy: bool = False) -> tuple[list, list]:
         """(optimisers, schedulers): one parameter group per block that has trainable parameters, with its
         per-block settings (:func:`octo.training.optim.block_settings`) over the global ones. ``dummy=True`` gives
-        every group one fresh scalar parameter instead of the block's own (``octo.training.validate`` builds them once that way at
-        build time, so that torch's and our checks of every value run before training)."""
+        every group one fresh scalar parameter instead of the block's own (``octo.training.validate`` builds them
+        once that way at build time, so that torch's and our checks of every value run before training)."""
         overrides = block_settings(self.block_names, self.algorithm.block_groups(), self.optim_settings)
         check_clip_groups(overrides, joint=self.schedule.optimizer_layout == "joint")
         groups = []
