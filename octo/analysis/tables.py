@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from octo.analysis.collect import (STATUS_INCOMPLETE, STATUS_OK, collect, find_job_dirs, format_value,
                                    read_runs_csv, run_relative, sort_rows)
@@ -228,10 +230,6 @@ def scaled_title(name: str, df: pd.DataFrame) -> str:
 def _recipe_epochs(df: pd.DataFrame) -> set[int]:
     """``trainer.max_epochs`` written in the ``experiments/<name>.yaml`` recipes the runs used: a sweep named
     ``<recipe>_60ep`` that runs a 60-epoch recipe is at the published budget."""
-    import os
-
-    import yaml
-
     root = Path(os.environ.get("OCTO_ROOT") or Path(__file__).resolve().parents[2])
     epochs = set()
     for name in (df["experiments"].dropna().unique() if "experiments" in df.columns else []):

@@ -90,6 +90,8 @@ def process_gradients(param_groups: Sequence[dict]) -> None:
     ``clip_group`` are clipped together to their ``clip_norm``), in the published CCL order."""
     sets: dict[tuple, list[Tensor]] = {}
     for g in param_groups:
+        if not (g.get("grad_centralize") or g.get("clip_value") or g.get("clip_norm")):
+            continue  # the usual case: nothing to do, and no per-step walk over the parameters
         params = [p for p in g["params"] if p.grad is not None]
         if g.get("grad_centralize"):
             for p in params:
